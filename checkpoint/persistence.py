@@ -1,0 +1,96 @@
+"""Open the pool, checkpointer and store together; one explicit, idempotent setup step for all DDL."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.postgres.aio import AsyncPostgresStore
+from psycopg import AsyncConnection, OperationalError
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from nodes.errors import DatabaseUnavailable
+
+__all__ = ["Persistence", "describe_url", "open_persistence", "setup_database", "strict_serializer"]
+
+_log = logging.getLogger("convomem.persistence")
+Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+
+
+@dataclass(frozen=True)
+class Persistence:
+    """The three things every graph run needs from Postgres, sharing one pool."""
+
+    pool: Pool
+    checkpointer: AsyncPostgresSaver
+    store: AsyncPostgresStore
+
+
+def strict_serializer() -> JsonPlusSerializer:
+    """Msgpack limited to LangGraph's safe allow-list (messages, datetimes, ...): no arbitrary imports."""
+    return JsonPlusSerializer(allowed_msgpack_modules=None)
+
+
+def describe_url(url: str) -> str:
+    """The server part of a URL, without credentials, for error messages."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "the configured server"
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+@asynccontextmanager
+async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> AsyncIterator[Pool]:
+    """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        max_idle=300.0,
+        timeout=timeout,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except (PoolTimeout, OperationalError) as error:
+        await pool.close()
+        raise DatabaseUnavailable(
+            f"Cannot reach Postgres at {describe_url(url)}: check DATABASE_URL "
+            "(or unset it to use the embedded server)."
+        ) from error
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def setup_database(persistence: Persistence) -> None:
+    """Create or migrate every table convomem uses; safe to run any number of times."""
+    await persistence.checkpointer.setup()
+    await persistence.store.setup()
+
+
+@asynccontextmanager
+async def open_persistence(
+    url: str, *, setup: bool = True, **pool_options: Any
+) -> AsyncIterator[Persistence]:
+    async with open_pool(url, **pool_options) as pool:
+        persistence = Persistence(
+            pool=pool,
+            checkpointer=AsyncPostgresSaver(pool, serde=strict_serializer()),
+            store=AsyncPostgresStore(pool),
+        )
+        if setup:
+            await setup_database(persistence)
+        yield persistence

@@ -1,0 +1,337 @@
+"""The Python API: open convomem, chat with streaming, resume, inspect, replay and fork threads."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+
+import openai
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command, StateSnapshot
+from psycopg import OperationalError
+
+from checkpoint.embedded import start_embedded
+from checkpoint.ids import validate_id
+from checkpoint.persistence import Persistence, open_persistence
+from checkpoint.threads import ThreadSummary, discard_checkpoints_after, list_threads
+from graphs.conversation import build_graph
+from graphs.models import shared_chat_model
+from graphs.settings import Settings
+from nodes.errors import (
+    ConvomemError,
+    DatabaseUnavailable,
+    InvalidInput,
+    ModelUnavailable,
+    NothingToResume,
+    UnknownCheckpoint,
+)
+from nodes.memory import EntityRecord, entity_namespace
+from nodes.prompts import DEFAULT_INSTRUCTIONS
+from nodes.state import Context, State
+
+__all__ = [
+    "CheckpointInfo",
+    "Convomem",
+    "PendingInterrupt",
+    "ReplyToken",
+    "TurnEnded",
+    "TurnEvent",
+    "open_convomem",
+]
+
+
+@dataclass(frozen=True)
+class ReplyToken:
+    """A piece of the assistant's reply as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class PendingInterrupt:
+    id: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The run stopped: finished (`next_nodes` empty) or paused at an interrupt or breakpoint."""
+
+    reply: str | None
+    interrupts: tuple[PendingInterrupt, ...]
+    next_nodes: tuple[str, ...]
+    checkpoint_id: str | None
+
+
+TurnEvent = ReplyToken | TurnEnded
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    checkpoint_id: str
+    step: int
+    created_at: str | None
+    source: str
+    ran: tuple[str, ...]
+    next_nodes: tuple[str, ...]
+    messages: int
+
+
+def _interrupts(snapshot: StateSnapshot) -> tuple[PendingInterrupt, ...]:
+    return tuple(PendingInterrupt(id=i.id, value=i.value) for i in snapshot.interrupts)
+
+
+def _last_reply(snapshot: StateSnapshot) -> str | None:
+    messages = snapshot.values.get("messages") or []
+    return next((m.text for m in reversed(messages) if m.type == "ai"), None)
+
+
+class Convomem:
+    """One process's handle on the graph and its persistence; every method is safe to call per request."""
+
+    def __init__(
+        self, graph: CompiledStateGraph[Any, Any, Any, Any], persistence: Persistence, settings: Settings
+    ):
+        self.graph = graph
+        self.persistence = persistence
+        self.settings = settings
+
+    # -- input checks -------------------------------------------------------------------------
+    def context(self, user_id: str | None = None, *, review_memory: bool = False) -> Context:
+        return Context(
+            user_id=validate_id(user_id or self.settings.user_id, "user id"),
+            instructions=self.settings.instructions or DEFAULT_INSTRUCTIONS,
+            prompt_tokens=self.settings.prompt_tokens,
+            working_set_tokens=self.settings.working_set_tokens,
+            memory_tokens=self.settings.memory_tokens,
+            review_memory=review_memory,
+        )
+
+    def check_message(self, text: str) -> str:
+        if not text.strip():
+            raise InvalidInput("Empty message: type something to send.")
+        size = len(text.encode("utf-8", errors="surrogatepass"))
+        if size > self.settings.max_message_bytes:
+            raise InvalidInput(
+                f"Message is {size} bytes, over the {self.settings.max_message_bytes}-byte limit "
+                "(CONVOMEM_MAX_MESSAGE_BYTES): shorten it or raise the limit."
+            )
+        return text
+
+    @staticmethod
+    def config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+        configurable = {"thread_id": validate_id(thread_id)}
+        if checkpoint_id is not None:
+            configurable["checkpoint_id"] = checkpoint_id
+        return {"configurable": configurable}
+
+    # -- runs ---------------------------------------------------------------------------------
+    async def chat(
+        self,
+        thread_id: str,
+        text: str,
+        *,
+        user_id: str | None = None,
+        review_memory: bool = False,
+        interrupt_before: Sequence[str] = (),
+        interrupt_after: Sequence[str] = (),
+    ) -> AsyncIterator[TurnEvent]:
+        """Send one user message and stream the reply; the thread is untouched if the turn fails."""
+        context = self.context(user_id, review_memory=review_memory)
+        config = self.config(thread_id)
+        self.check_message(text)
+        snapshot = await self.state(thread_id)
+        if snapshot.interrupts:
+            raise InvalidInput(
+                f"Thread {thread_id!r} waits for an answer to an interrupt: answer it with "
+                f"`convomem resume --thread {thread_id} --value ...` first."
+            )
+        message = HumanMessage(content=text, id=str(uuid.uuid4()))
+        async for event in self._run(
+            {"messages": [message]}, config, context, interrupt_before, interrupt_after
+        ):
+            yield event
+
+    async def resume(
+        self,
+        thread_id: str,
+        value: Any = None,
+        *,
+        user_id: str | None = None,
+        review_memory: bool = False,
+    ) -> AsyncIterator[TurnEvent]:
+        """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short."""
+        context = self.context(user_id, review_memory=review_memory)
+        config = self.config(thread_id)
+        snapshot = await self.state(thread_id)
+        if snapshot.interrupts:
+            graph_input: Any = Command(resume="approve" if value is None else value)
+        elif snapshot.next:
+            graph_input = None
+        else:
+            raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
+        async for event in self._run(graph_input, config, context, (), ()):
+            yield event
+
+    async def replay(
+        self, thread_id: str, checkpoint_id: str, *, user_id: str | None = None
+    ) -> AsyncIterator[TurnEvent]:
+        """Re-run the graph from a past checkpoint; the newer history stays reachable as another branch."""
+        context = self.context(user_id)
+        config = await self._known_checkpoint(thread_id, checkpoint_id)
+        async for event in self._run(None, config, context, (), ()):
+            yield event
+
+    async def fork(
+        self, thread_id: str, checkpoint_id: str, text: str, *, user_id: str | None = None
+    ) -> AsyncIterator[TurnEvent]:
+        """Branch from a past checkpoint with a different message (update_state, then continue)."""
+        context = self.context(user_id)
+        self.check_message(text)
+        config = await self._known_checkpoint(thread_id, checkpoint_id)
+        message = HumanMessage(content=text, id=str(uuid.uuid4()))
+        branch = await self.graph.aupdate_state(config, {"messages": [message]}, as_node="__start__")
+        async for event in self._run(None, branch, context, (), ()):
+            yield event
+
+    async def send(self, thread_id: str, text: str, **options: Any) -> TurnEnded:
+        """chat() without streaming: the final event."""
+        return await _last_event(self.chat(thread_id, text, **options))
+
+    async def _run(
+        self,
+        graph_input: Any,
+        config: RunnableConfig,
+        context: Context,
+        interrupt_before: Sequence[str],
+        interrupt_after: Sequence[str],
+    ) -> AsyncIterator[TurnEvent]:
+        thread_id = config["configurable"]["thread_id"]
+        head = (await self.graph.aget_state(self.config(thread_id))).config
+        head_id = (head or {}).get("configurable", {}).get("checkpoint_id")
+        try:
+            async for chunk, metadata in self.graph.astream(
+                graph_input,
+                config,
+                context=context,
+                stream_mode="messages",
+                durability=self.settings.durability,
+                interrupt_before=list(interrupt_before) or None,
+                interrupt_after=list(interrupt_after) or None,
+            ):
+                if _is_reply_token(chunk, metadata):
+                    yield ReplyToken(cast(AIMessageChunk, chunk).text)
+        except Exception as error:
+            await discard_checkpoints_after(self.persistence.pool, thread_id, head_id)
+            raise _user_facing(error) from error
+        snapshot = await self.state(thread_id)
+        yield TurnEnded(
+            reply=_last_reply(snapshot),
+            interrupts=_interrupts(snapshot),
+            next_nodes=tuple(snapshot.next),
+            checkpoint_id=(snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
+        )
+
+    # -- inspection ---------------------------------------------------------------------------
+    async def state(self, thread_id: str) -> StateSnapshot:
+        return await self.graph.aget_state(self.config(thread_id))
+
+    async def pending_interrupts(self, thread_id: str) -> tuple[PendingInterrupt, ...]:
+        return _interrupts(await self.state(thread_id))
+
+    async def history(self, thread_id: str, *, limit: int = 50) -> list[CheckpointInfo]:
+        """Checkpoints newest first, each with the nodes that produced it and the ones due next."""
+        snapshots = [s async for s in self.graph.aget_state_history(self.config(thread_id), limit=limit + 1)]
+        infos = []
+        for index, snap in enumerate(snapshots[:limit]):
+            parent = snapshots[index + 1] if index + 1 < len(snapshots) else None
+            infos.append(
+                CheckpointInfo(
+                    checkpoint_id=snap.config["configurable"]["checkpoint_id"],
+                    step=int((snap.metadata or {}).get("step", -1)),
+                    created_at=snap.created_at,
+                    source=str((snap.metadata or {}).get("source", "")),
+                    ran=tuple(parent.next) if parent else (),
+                    next_nodes=tuple(snap.next),
+                    messages=len(snap.values.get("messages") or []),
+                )
+            )
+        return infos
+
+    async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
+        return await list_threads(self.persistence.pool, limit=limit)
+
+    async def entities(self, user_id: str | None = None, *, limit: int = 1000) -> list[EntityRecord]:
+        namespace = entity_namespace(validate_id(user_id or self.settings.user_id, "user id"))
+        items = await self.persistence.store.asearch(namespace, limit=limit)
+        records = [EntityRecord.model_validate(item.value) for item in items]
+        return sorted(records, key=lambda r: (-r.mentions, r.value.casefold()))
+
+    async def _known_checkpoint(self, thread_id: str, checkpoint_id: str) -> RunnableConfig:
+        config = self.config(thread_id, checkpoint_id)
+        try:
+            uuid.UUID(checkpoint_id)
+            found = await self.persistence.checkpointer.aget_tuple(config)
+        except ValueError:
+            found = None
+        if found is None:
+            raise UnknownCheckpoint(
+                f"Thread {thread_id!r} has no checkpoint {checkpoint_id!r}: list them with "
+                f"`convomem history --thread {thread_id}`."
+            )
+        return config
+
+
+def _is_reply_token(chunk: Any, metadata: Any) -> bool:
+    """Only respond's tokens reach the user; the memory nodes' model calls stay silent."""
+    return (
+        metadata.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and bool(chunk.text)
+    )
+
+
+async def _last_event(events: AsyncIterator[TurnEvent]) -> TurnEnded:
+    last: TurnEnded | None = None
+    async for event in events:
+        if isinstance(event, TurnEnded):
+            last = event
+    assert last is not None, "every run ends with TurnEnded"
+    return last
+
+
+def _user_facing(error: Exception) -> Exception:
+    """Library errors as ConvomemError with a message saying what to do."""
+    if isinstance(error, ConvomemError):
+        return error
+    if isinstance(error, openai.APIConnectionError | openai.APIStatusError):
+        return ModelUnavailable(
+            f"The model server did not answer ({type(error).__name__}): start it or check OPENAI_BASE_URL / "
+            "OPENAI_API_KEY, then send the message again. Nothing was saved."
+        )
+    if isinstance(error, OperationalError):
+        return DatabaseUnavailable(f"Postgres failed during the turn ({error}); nothing was saved.")
+    return error
+
+
+@asynccontextmanager
+async def open_convomem(
+    settings: Settings | None = None, *, model: BaseChatModel | None = None
+) -> AsyncIterator[Convomem]:
+    """Start what is needed (embedded Postgres, local model) and yield a ready Convomem."""
+    settings = settings or Settings()
+    url = settings.database_url or start_embedded(settings.data_dir)
+    async with AsyncExitStack() as stack:
+        persistence = await stack.enter_async_context(open_persistence(url))
+        chat_model = model or shared_chat_model(settings)
+        graph = build_graph(chat_model, max_attempts=settings.model_retries).compile(
+            checkpointer=persistence.checkpointer, store=persistence.store, name="convomem"
+        )
+        yield Convomem(graph, persistence, settings)
+
+
+_ = State  # the graph's state type, re-exported for API users through graphs.state

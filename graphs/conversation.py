@@ -1,0 +1,73 @@
+"""The conversation graph: load_memory → respond → (extract_entities ∥ summarize) → reduce_history."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import RetryPolicy
+
+from nodes.extract_entities import make_extract_entities
+from nodes.load_memory import make_load_memory
+from nodes.models import is_transient_model_error
+from nodes.reduce_history import make_reduce_history
+from nodes.respond import make_respond
+from nodes.state import Context, State
+from nodes.summarize import make_summarize
+
+__all__ = ["NODES", "build_graph", "model_retry_policy"]
+
+NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
+
+
+def model_retry_policy(max_attempts: int = 3) -> RetryPolicy:
+    """Bounded exponential backoff on transient model errors only (connection, timeout, 429, 5xx)."""
+    return RetryPolicy(
+        max_attempts=max_attempts,
+        initial_interval=0.5,
+        backoff_factor=2.0,
+        max_interval=8.0,
+        retry_on=is_transient_model_error,
+    )
+
+
+def build_graph(
+    model: BaseChatModel, *, memory_model: BaseChatModel | None = None, max_attempts: int = 3
+) -> StateGraph[State, Context, State, State]:
+    """The uncompiled builder; callers compile it with their own checkpointer and store."""
+    memory_model = memory_model or model
+    retry = model_retry_policy(max_attempts)
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node("load_memory", make_load_memory())
+    builder.add_node("respond", make_respond(model), retry_policy=retry)
+    builder.add_node("extract_entities", make_extract_entities(memory_model), retry_policy=retry)
+    builder.add_node("summarize", make_summarize(memory_model), retry_policy=retry)
+    builder.add_node("reduce_history", make_reduce_history())
+    builder.add_edge(START, "load_memory")
+    builder.add_edge("load_memory", "respond")
+    builder.add_edge("respond", "extract_entities")
+    builder.add_edge("respond", "summarize")
+    builder.add_edge(["extract_entities", "summarize"], "reduce_history")
+    builder.add_edge("reduce_history", END)
+    return builder
+
+
+@cache
+def _server_graph() -> Any:
+    """Compiled without a checkpointer: LangGraph Server injects the one named in langgraph.json."""
+    from graphs.models import shared_chat_model
+    from graphs.settings import Settings
+
+    settings = Settings()
+    return build_graph(shared_chat_model(settings), max_attempts=settings.model_retries).compile(
+        name="convomem"
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """`graph` is built on first access, so importing this module starts no model server."""
+    if name == "graph":
+        return _server_graph()
+    raise AttributeError(name)

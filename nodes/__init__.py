@@ -1,0 +1,1 @@
+"""Graph nodes of convomem: one module per node, each built by a factory with injected dependencies."""

@@ -1,0 +1,46 @@
+"""The convomem exception tree: every error a user can cause or fix, with a message saying what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConvomemError",
+    "DatabaseUnavailable",
+    "InvalidInput",
+    "ModelUnavailable",
+    "NothingToResume",
+    "ThreadBusy",
+    "UnknownCheckpoint",
+]
+
+
+class ConvomemError(Exception):
+    """Base of every error convomem reports to a user; its message is one line telling what to do."""
+
+
+class ConfigError(ConvomemError):
+    """Settings or environment that cannot work (bad URL, missing extra, unreadable key)."""
+
+
+class InvalidInput(ConvomemError):
+    """A message, identifier or argument the user gave that convomem refuses before touching state."""
+
+
+class DatabaseUnavailable(ConvomemError):
+    """Postgres could not be reached or refused the connection."""
+
+
+class ModelUnavailable(ConvomemError):
+    """The chat model server did not answer after the retries."""
+
+
+class UnknownCheckpoint(ConvomemError):
+    """A checkpoint id that does not belong to the thread."""
+
+
+class NothingToResume(ConvomemError):
+    """Resume was asked for on a thread with no pending interrupt."""
+
+
+class ThreadBusy(ConvomemError):
+    """Another run holds the thread."""

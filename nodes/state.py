@@ -1,0 +1,53 @@
+"""Graph state and per-run context: small, JSON-friendly, shared by every node."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, Any, NotRequired, Protocol, TypedDict
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.graph.message import add_messages
+from langgraph.runtime import Runtime
+
+from nodes.prompts import DEFAULT_INSTRUCTIONS
+
+__all__ = ["Context", "Node", "State", "Update", "newest_human"]
+
+
+class State(TypedDict):
+    """Checkpointed per thread; `messages` is only the working set, never the whole conversation."""
+
+    messages: Annotated[list[AnyMessage], add_messages]
+    summary: NotRequired[str]
+    summarized_ids: NotRequired[list[str]]
+    memory_context: NotRequired[str]
+    memory_keys: NotRequired[list[str]]
+    extraction: NotRequired[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Context:
+    """Per-run values (LangGraph `context_schema`): who is talking, how the assistant behaves, budgets."""
+
+    user_id: str = "default"
+    instructions: str = DEFAULT_INSTRUCTIONS
+    prompt_tokens: int = 3000
+    working_set_tokens: int = 1500
+    memory_tokens: int = 400
+    review_memory: bool = False
+
+
+Update = dict[str, Any]
+"""What a node returns: the state keys it changes."""
+
+
+class Node(Protocol):
+    """What every node factory returns: an async function of (state, runtime)."""
+
+    def __call__(self, state: State, *, runtime: Runtime[Context]) -> Awaitable[Update]: ...
+
+
+def newest_human(messages: list[AnyMessage]) -> HumanMessage | None:
+    """The user's latest message, which every node treats as the current turn."""
+    return next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)

@@ -1,0 +1,38 @@
+"""summarize: fold the oldest working-set messages into the running summary once over budget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
+from langgraph.runtime import Runtime
+
+from nodes.prompts import SUMMARY_SYSTEM
+from nodes.reduction import messages_to_fold
+from nodes.state import Context, Node, State, Update
+from nodes.tokens import text_of
+
+__all__ = ["MAX_SUMMARY_CHARS", "make_summarize", "summary_request"]
+
+MAX_SUMMARY_CHARS = 2400
+
+
+def summary_request(previous: str | None, stale: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """The prompt: previous summary plus the messages leaving the working set, as a transcript."""
+    lines = [f"{m.type}: {text_of(m)}" for m in stale if text_of(m)]
+    body = f"Previous summary:\n{previous or '(none)'}\n\nNew messages:\n" + "\n".join(lines)
+    return [SystemMessage(content=SUMMARY_SYSTEM), HumanMessage(content=body)]
+
+
+def make_summarize(model: BaseChatModel) -> Node:
+    async def summarize(state: State, runtime: Runtime[Context]) -> Update:
+        """Fold messages beyond the working-set budget into the running summary."""
+        stale = messages_to_fold(state["messages"], runtime.context.working_set_tokens)
+        if not stale:
+            return {}
+        reply = await model.ainvoke(summary_request(state.get("summary"), stale))
+        summary = text_of(reply).strip()[:MAX_SUMMARY_CHARS]
+        return {"summary": summary, "summarized_ids": [m.id for m in stale if m.id]}
+
+    return summarize

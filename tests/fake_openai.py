@@ -1,0 +1,495 @@
+"""A small OpenAI-compatible chat-completions server for end-to-end tests.
+
+The real ``langchain_openai.ChatOpenAI`` client talks to it over real HTTP, so tests exercise the
+whole client stack (request building, SSE parsing, tool-call parsing, retries) with deterministic
+answers. Standard library only.
+
+Endpoints
+    ``GET /v1/models``            lists the single model ``fake-model``.
+    ``POST /v1/chat/completions`` streaming (SSE) and non-streaming; every answer carries ``usage``
+                                  (prompt tokens = characters of all message contents // 4,
+                                  completion tokens = characters of the reply // 4).
+
+Each chat request is classified into a *kind*:
+    ``extract``    the request has ``tools``; the reply is one call of the first tool.
+    ``summarize``  the first system message starts with ``nodes.prompts.SUMMARY_SYSTEM``; the reply is
+                   ``"SUMMARY: "`` + all later non-system message contents, whitespace-collapsed,
+                   truncated to 400 characters.
+    ``respond``    anything else; the reply is ``"Noted: "`` + the first 60 characters of the last
+                   user message.
+
+Entity rules for ``extract`` (applied to the last ``user`` message only):
+    * candidates are words matching ``\\b[A-Z][a-zA-Z]{2,}\\b``;
+    * words in ``STOPWORDS`` are skipped, and so is a word that starts a sentence (or a line) unless
+      the same word also appears mid-sentence somewhere in the text;
+    * the type comes from the lower-cased text just before the word: ``work at``/``works at``/``for``
+      -> ``ORG``; ``name is``/``i am``/``i'm`` -> ``PERSON``; ``in``/``to``/``from``/``at`` -> ``LOC``;
+      otherwise ``OTHER``;
+    * ``context`` is the sentence the word came from (at most 120 characters), ``confidence`` is 0.9;
+    * entities are deduplicated by value (first occurrence wins).
+
+Fault controls (thread-safe, settable at runtime or via the constructor): ``delay_seconds`` per
+kind, ``fail_next(kind, count, status)``, ``malformed_extractions`` (arguments ``{"entities":
+"oops"}``) and ``down`` (every chat request gets a 503 and the connection is closed).
+
+Standalone use::
+
+    python -m tests.fake_openai [--port N] [--delay-extract S] [--delay-respond S]
+                                [--delay-summarize S] [--log FILE]
+
+prints one line ``READY http://127.0.0.1:PORT/v1`` and serves until SIGTERM/SIGINT. ``--log``
+appends one JSON line per chat request (the body plus its ``kind``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, NamedTuple, cast
+
+from nodes.prompts import SUMMARY_SYSTEM
+
+__all__ = ["KINDS", "MODEL", "STOPWORDS", "FakeOpenAIServer", "extract_entities", "main"]
+
+Json = dict[str, Any]
+
+MODEL = "fake-model"
+KINDS = ("extract", "summarize", "respond")
+STOPWORDS = frozenset(
+    {"The", "This", "That", "User", "Assistant", "What", "Where", "When", "Who", "How"}
+    | {"Hello", "Please", "Thanks", "Yes", "Noted", "SUMMARY"}
+)
+MALFORMED_ARGUMENTS = '{"entities": "oops"}'
+
+_WORD = re.compile(r"\b[A-Z][a-zA-Z]{2,}\b")
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+|\n+")
+_TYPE_BY_PREFIX = (
+    (("work at ", "works at ", "for "), "ORG"),
+    (("name is ", "i am ", "i'm "), "PERSON"),
+    (("in ", "to ", "from ", "at "), "LOC"),
+)
+
+
+# --------------------------------------------------------------------------- deterministic answers
+
+
+def _text(content: Any) -> str:
+    """Message content as plain text (strings, or lists of ``{"type": "text"}`` parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _messages(body: Json) -> list[Json]:
+    messages = body.get("messages")
+    return [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+
+
+def _is_system(message: Json) -> bool:
+    return message.get("role") in ("system", "developer")
+
+
+def _last_user_text(body: Json) -> str:
+    users = [m for m in _messages(body) if m.get("role") == "user"]
+    return _text(users[-1].get("content")) if users else ""
+
+
+def classify(body: Json) -> str:
+    """Return the kind of a chat request: ``extract``, ``summarize`` or ``respond``."""
+    if body.get("tools"):
+        return "extract"
+    system = next((m for m in _messages(body) if _is_system(m)), None)
+    if system is not None and _text(system.get("content")).startswith(SUMMARY_SYSTEM):
+        return "summarize"
+    return "respond"
+
+
+def extract_entities(text: str) -> list[Json]:
+    """Find entities in ``text`` following the rules in the module docstring."""
+    sentences = [s.strip() for s in _SENTENCE_BREAK.split(text) if s.strip()]
+    mid_sentence = {m.group() for s in sentences for m in _WORD.finditer(s) if m.start() > 0}
+    entities: dict[str, Json] = {}
+    for sentence in sentences:
+        for match in _WORD.finditer(sentence):
+            value = match.group()
+            if value in STOPWORDS or value in entities:
+                continue
+            if match.start() == 0 and value not in mid_sentence:
+                continue
+            prefix = sentence[: match.start()].lower()
+            kind = next(
+                (t for ends, t in _TYPE_BY_PREFIX if prefix.endswith(ends)),
+                "OTHER",
+            )
+            entities[value] = {
+                "type": kind,
+                "value": value,
+                "context": sentence[:120],
+                "confidence": 0.9,
+            }
+    return list(entities.values())
+
+
+def _reply_text(kind: str, body: Json) -> str:
+    if kind == "summarize":
+        messages = _messages(body)
+        rest = messages[1:] if messages and _is_system(messages[0]) else messages
+        joined = " ".join(_text(m.get("content")) for m in rest if not _is_system(m))
+        return "SUMMARY: " + " ".join(joined.split())[:400]
+    return "Noted: " + _last_user_text(body)[:60]
+
+
+def _tool_name(body: Json) -> str:
+    tool = body["tools"][0]
+    return str(tool.get("function", {}).get("name", tool.get("name", "tool")))
+
+
+# --------------------------------------------------------------------------------------- server
+
+
+class _Plan(NamedTuple):
+    """How to answer one recorded request."""
+
+    delay: float = 0.0
+    status: int | None = None
+    malformed: bool = False
+    down: bool = False
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, port: int, fake: FakeOpenAIServer) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.fake = fake
+
+
+class FakeOpenAIServer:
+    """OpenAI-compatible chat-completions server on 127.0.0.1, served from a daemon thread."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        delay_seconds: dict[str, float] | None = None,
+        malformed_extractions: int = 0,
+        down: bool = False,
+        log_path: str | Path | None = None,
+    ) -> None:
+        self._port = port
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._requests: list[Json] = []
+        self._failures: dict[str, list[int]] = {}
+        self._ids = itertools.count(1)
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.delay_seconds: dict[str, float] = dict(delay_seconds or {})
+        self._malformed = malformed_extractions
+        self._down = down
+        self.log_path = Path(log_path) if log_path is not None else None
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> FakeOpenAIServer:
+        if self._httpd is None:
+            self._stopped.clear()
+            self._httpd = _HTTPServer(self._port, self)
+            self._port = self._httpd.server_address[1]
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), name="fake-openai", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; later connections are refused. Pending delays are cut short."""
+        self._stopped.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeOpenAIServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    # ---------------------------------------------------------------- recorded requests
+
+    @property
+    def requests(self) -> list[Json]:
+        """A copy of every chat request body received so far, each with its ``kind`` added."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_of(self, kind: str) -> list[Json]:
+        return [r for r in self.requests if r["kind"] == kind]
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    # ---------------------------------------------------------------- fault controls
+
+    def set_delay(self, kind: str, seconds: float) -> None:
+        with self._lock:
+            self.delay_seconds[kind] = seconds
+
+    def fail_next(self, kind: str, count: int = 1, status: int = 500) -> None:
+        """Answer the next ``count`` requests of ``kind`` with HTTP ``status`` and an error body."""
+        with self._lock:
+            self._failures.setdefault(kind, []).extend([status] * count)
+
+    @property
+    def malformed_extractions(self) -> int:
+        with self._lock:
+            return self._malformed
+
+    @malformed_extractions.setter
+    def malformed_extractions(self, count: int) -> None:
+        with self._lock:
+            self._malformed = count
+
+    @property
+    def down(self) -> bool:
+        with self._lock:
+            return self._down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        with self._lock:
+            self._down = value
+
+    # ---------------------------------------------------------------- used by the handler
+
+    def _record(self, kind: str, body: Json) -> _Plan:
+        """Record a request and decide how to answer it."""
+        entry = {**body, "kind": kind}
+        with self._lock:
+            self._requests.append(entry)
+            if self.log_path is not None:
+                with self.log_path.open("a", encoding="utf-8") as log:
+                    log.write(json.dumps(entry) + "\n")
+            if self._down:
+                return _Plan(down=True)
+            delay = self.delay_seconds.get(kind, 0.0)
+            queue = self._failures.get(kind)
+            status = queue.pop(0) if queue else None
+            malformed = kind == "extract" and status is None and self._malformed > 0
+            if malformed:
+                self._malformed -= 1
+        return _Plan(delay=delay, status=status, malformed=malformed)
+
+    def _next_id(self) -> str:
+        with self._lock:
+            return f"chatcmpl-fake-{next(self._ids)}"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "FakeOpenAI/1.0"
+
+    @property
+    def fake(self) -> FakeOpenAIServer:
+        return cast(_HTTPServer, self.server).fake
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send_json(self, status: int, payload: Json) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, status: int, message: str) -> None:
+        error = {"message": message, "type": "server_error", "param": None, "code": str(status)}
+        self._send_json(status, {"error": error})
+
+    # ------------------------------------------------------------------ endpoints
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            model = {"id": MODEL, "object": "model", "created": 0, "owned_by": "convomem-tests"}
+            self._send_json(200, {"object": "list", "data": [model]})
+        else:
+            self._send_error(404, f"unknown path {self.path}")
+
+    def do_POST(self) -> None:
+        fake = self.fake
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length)
+        if self.path.rstrip("/") != "/v1/chat/completions":
+            self._send_error(404, f"unknown path {self.path}")
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            self._send_error(400, "request body is not valid JSON")
+            return
+        if not isinstance(body, dict):
+            self._send_error(400, "request body must be a JSON object")
+            return
+        kind = classify(body)
+        plan = fake._record(kind, body)
+        if plan.down:
+            self.close_connection = True
+            self._send_error(503, "fake server is down")
+            return
+        if plan.delay > 0:
+            fake._stopped.wait(plan.delay)
+        if plan.status is not None:
+            self._send_error(plan.status, f"injected failure for {kind}")
+            return
+        self._answer(kind, body, plan.malformed)
+
+    # ------------------------------------------------------------------ answers
+
+    def _answer(self, kind: str, body: Json, malformed: bool) -> None:
+        model = str(body.get("model") or MODEL)
+        prompt_chars = sum(len(_text(m.get("content"))) for m in _messages(body))
+        tool_call: Json | None = None
+        if kind == "extract":
+            arguments = (
+                MALFORMED_ARGUMENTS
+                if malformed
+                else json.dumps({"entities": extract_entities(_last_user_text(body))})
+            )
+            tool_call = {
+                "id": f"call_{self.fake._next_id()}",
+                "type": "function",
+                "function": {"name": _tool_name(body), "arguments": arguments},
+            }
+            text = ""
+            completion_chars = len(arguments)
+        else:
+            text = _reply_text(kind, body)
+            completion_chars = len(text)
+        usage = {
+            "prompt_tokens": prompt_chars // 4,
+            "completion_tokens": completion_chars // 4,
+            "total_tokens": prompt_chars // 4 + completion_chars // 4,
+        }
+        base = {"id": self.fake._next_id(), "created": int(time.time()), "model": model}
+        if body.get("stream"):
+            options = body.get("stream_options") or {}
+            self._stream(base, text, tool_call, usage if options.get("include_usage") else None)
+            return
+        message: Json = {"role": "assistant", "content": text if tool_call is None else None}
+        if tool_call is not None:
+            message["tool_calls"] = [tool_call]
+        choice = {
+            "index": 0,
+            "message": message,
+            "finish_reason": "stop" if tool_call is None else "tool_calls",
+            "logprobs": None,
+        }
+        self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+    def _stream(self, base: Json, text: str, tool_call: Json | None, usage: Json | None) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for delta, finish in _deltas(text, tool_call):
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            chunk: Json = {**base, "object": "chat.completion.chunk", "choices": [choice]}
+            if usage is not None:
+                chunk["usage"] = None
+            self._event(json.dumps(chunk))
+        if usage is not None:
+            self._event(
+                json.dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+            )
+        self._event("[DONE]")
+
+    def _event(self, data: str) -> None:
+        self.wfile.write(f"data: {data}\n\n".encode())
+        self.wfile.flush()
+
+
+def _deltas(text: str, tool_call: Json | None) -> Iterator[tuple[Json, str | None]]:
+    """The (delta, finish_reason) sequence of a streamed answer."""
+    if tool_call is None:
+        yield {"role": "assistant", "content": ""}, None
+        for word in re.findall(r"\s*\S+", text):
+            yield {"content": word}, None
+        yield {}, "stop"
+        return
+    function = tool_call["function"]
+    head = {
+        "index": 0,
+        "id": tool_call["id"],
+        "type": "function",
+        "function": {"name": function["name"], "arguments": ""},
+    }
+    yield {"role": "assistant", "content": None, "tool_calls": [head]}, None
+    arguments: str = function["arguments"]
+    for start in range(0, len(arguments), 16):
+        part = {"index": 0, "function": {"arguments": arguments[start : start + 16]}}
+        yield {"tool_calls": [part]}, None
+    yield {}, "tool_calls"
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--port", type=int, default=0)
+    for kind in KINDS:
+        parser.add_argument(f"--delay-{kind}", type=float, default=0.0, metavar="S")
+    parser.add_argument("--log", type=Path, default=None, metavar="FILE")
+    args = parser.parse_args(argv)
+    delays = {kind: float(getattr(args, f"delay_{kind}")) for kind in KINDS}
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    with FakeOpenAIServer(args.port, delay_seconds=delays, log_path=args.log) as server:
+        print(f"READY {server.base_url}", flush=True)
+        while not stop.wait(0.2):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
