@@ -1,0 +1,54 @@
+"""What `convomem db status` reports: applied migrations and table sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from psycopg import AsyncConnection
+from psycopg.rows import DictRow
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["DatabaseStatus", "TableSize", "database_status"]
+
+MIGRATION_TABLES = ("checkpoint_migrations", "store_migrations", "vector_migrations")
+
+
+@dataclass(frozen=True)
+class TableSize:
+    name: str
+    rows: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class DatabaseStatus:
+    server_version: str
+    migrations: dict[str, int]
+    tables: list[TableSize]
+
+
+async def database_status(pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> DatabaseStatus:
+    async with pool.connection() as conn:
+        version = await (await conn.execute("SHOW server_version")).fetchone()
+        rows = await (
+            await conn.execute(
+                """
+                SELECT c.relname AS name, c.reltuples::bigint AS rows,
+                       pg_total_relation_size(c.oid) AS bytes
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = current_schema() AND c.relkind = 'r'
+                ORDER BY c.relname
+                """
+            )
+        ).fetchall()
+        names = {row["name"] for row in rows}
+        migrations: dict[str, int] = {}
+        for table in MIGRATION_TABLES:
+            if table in names:
+                found = await (await conn.execute(f"SELECT count(*) AS n FROM {table}")).fetchone()
+                migrations[table] = int(found["n"]) if found else 0
+    return DatabaseStatus(
+        server_version=str(version["server_version"]) if version else "?",
+        migrations=migrations,
+        tables=[TableSize(name=r["name"], rows=max(int(r["rows"]), 0), bytes=int(r["bytes"])) for r in rows],
+    )

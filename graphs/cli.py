@@ -1,0 +1,315 @@
+"""The `convomem` command line (Typer + Rich): chat, inspect, replay, fork, resume, memory and database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from checkpoint.embedded import embedded_status, start_embedded, stop_embedded
+from checkpoint.persistence import describe_url, open_persistence
+from checkpoint.status import database_status
+from graphs.api import Convomem, PendingInterrupt, open_convomem
+from graphs.cli_render import (
+    console,
+    errors,
+    render_entities,
+    render_history,
+    render_status,
+    render_threads,
+    stream_events,
+)
+from graphs.conversation import NODES
+from graphs.settings import Settings
+from nodes.errors import ConfigError, ConvomemError, InvalidInput
+from nodes.extract_entities import apply_review
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="convomem: a conversational agent whose memory survives everything.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+db_app = typer.Typer(help="The database: setup, status, stop.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
+User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
+Checkpoint = Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint id (see `history`).")]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise ConfigError(f"Invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}.") from error
+
+
+def _run(work: Callable[[Settings], Coroutine[Any, Any, int | None]]) -> None:
+    """Run one async command; ConvomemError becomes one red line and exit code 1, never a traceback."""
+    try:
+        code = asyncio.run(work(_settings()))
+    except ConvomemError as error:
+        errors.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        errors.print("interrupted: the thread keeps its progress; continue it with `convomem resume`.")
+        raise typer.Exit(130) from None
+    if code:
+        raise typer.Exit(code)
+
+
+def _read_stdin() -> str:
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInput(f"Standard input is not valid UTF-8 (byte {error.start}): re-encode it.") from None
+
+
+def _check_nodes(names: list[str]) -> list[str]:
+    unknown = [n for n in names if n not in NODES]
+    if unknown:
+        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(NODES)}.")
+    return names
+
+
+def _parse_value(raw: str | None) -> Any:
+    """--value as JSON, or a bare word such as approve / reject."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        if raw.strip().isidentifier():
+            return raw.strip()
+        raise InvalidInput(f"--value is neither JSON nor a single word: {raw[:40]!r}.") from None
+
+
+def _check_answer(pending: tuple[PendingInterrupt, ...], value: Any) -> None:
+    """Refuse a review answer the node could not use, before anything runs."""
+    for interrupt in pending:
+        if isinstance(interrupt.value, dict) and interrupt.value.get("type") == "memory_review":
+            try:
+                apply_review("approve" if value is None else value, interrupt.value["entities"])
+            except (ValueError, ValidationError) as error:
+                message = str(error).splitlines()[0]
+                raise InvalidInput(
+                    f"Cannot use that review answer ({message}): give approve, reject or a JSON list "
+                    'of entities like [{"type": "PERSON", "value": "Ada"}].'
+                ) from None
+
+
+def _ask_review(pending: tuple[PendingInterrupt, ...]) -> Any:
+    """Interactive answer to a memory review: approve, reject, or keep only some numbers."""
+    entities: list[Any] = next((p.value["entities"] for p in pending if isinstance(p.value, dict)), [])
+    while True:
+        answer = typer.prompt(
+            "remember these? [a]pprove / [r]eject / numbers to keep (e.g. 1,3)", default="a"
+        )
+        answer = answer.strip().lower()
+        if answer in ("a", "approve", "y", "yes"):
+            return "approve"
+        if answer in ("r", "reject", "n", "no"):
+            return "reject"
+        try:
+            keep = {int(part) for part in answer.split(",") if part.strip()}
+        except ValueError:
+            console.print("answer a, r, or numbers separated by commas")
+            continue
+        return [entity for index, entity in enumerate(entities, 1) if index in keep]
+
+
+async def _converse(cm: Convomem, thread: str, user: str | None, text: str, options: dict[str, Any]) -> None:
+    final = await stream_events(cm.chat(thread, text, user_id=user, **options))
+    while final.interrupts and sys.stdin.isatty():
+        answer = _ask_review(final.interrupts)
+        final = await stream_events(cm.resume(thread, answer, user_id=user))
+
+
+@app.command()
+def chat(
+    thread: Thread = "default",
+    user: User = None,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Send one message and exit; '-' reads stdin.")
+    ] = None,
+    review: Annotated[bool, typer.Option(help="Review what the assistant remembers.")] = False,
+    interrupt_before: Annotated[list[str] | None, typer.Option(help="Pause before this node.")] = None,
+    interrupt_after: Annotated[list[str] | None, typer.Option(help="Pause after this node.")] = None,
+) -> None:
+    """Chat on a thread; the reply streams. Without --message, an interactive session (Ctrl-D quits)."""
+    options: dict[str, Any] = {
+        "review_memory": review,
+        "interrupt_before": _check_nodes(interrupt_before or []),
+        "interrupt_after": _check_nodes(interrupt_after or []),
+    }
+    one_shot = _read_stdin() if message == "-" else message
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            if one_shot is not None:
+                cm.check_message(one_shot)
+                await _converse(cm, thread, user, one_shot, options)
+                return
+            console.print(f"[bold]convomem[/] — thread [cyan]{thread}[/]; Ctrl-D or /quit to leave.")
+            while True:
+                try:
+                    text = input("you> ")
+                except EOFError:
+                    return
+                except UnicodeDecodeError:
+                    errors.print("[red]error:[/] that line is not valid UTF-8; type it again.")
+                    continue
+                if text.strip() == "/quit":
+                    return
+                if not text.strip():
+                    continue
+                try:
+                    await _converse(cm, thread, user, text, options)
+                except InvalidInput as error:
+                    errors.print(f"[red]error:[/] {error}")
+
+    _run(work)
+
+
+@app.command()
+def resume(
+    thread: Thread,
+    user: User = None,
+    value: Annotated[
+        str | None, typer.Option("--value", help="Answer to the interrupt: approve, reject or JSON.")
+    ] = None,
+) -> None:
+    """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short."""
+    parsed = _parse_value(value)
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            _check_answer(await cm.pending_interrupts(thread), parsed)
+            await stream_events(cm.resume(thread, parsed, user_id=user))
+
+    _run(work)
+
+
+@app.command()
+def threads(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+    """List threads, most recently active first."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_threads(await cm.threads(limit=limit))
+
+    _run(work)
+
+
+@app.command()
+def history(thread: Thread, limit: Annotated[int, typer.Option(min=1)] = 30) -> None:
+    """A thread's checkpoints, newest first: node, time, step."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_history(await cm.history(thread, limit=limit))
+
+    _run(work)
+
+
+@app.command()
+def replay(thread: Thread, checkpoint: Checkpoint, user: User = None) -> None:
+    """Re-run a thread from a past checkpoint."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            await stream_events(cm.replay(thread, checkpoint, user_id=user))
+
+    _run(work)
+
+
+@app.command()
+def fork(
+    thread: Thread,
+    checkpoint: Checkpoint,
+    message: Annotated[str, typer.Option("--message", "-m", help="The message the branch sends instead.")],
+    user: User = None,
+) -> None:
+    """Branch a thread at a past checkpoint with a different message."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            await stream_events(cm.fork(thread, checkpoint, message, user_id=user))
+
+    _run(work)
+
+
+@app.command()
+def entities(user: User = None) -> None:
+    """What the assistant remembers about a user."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_entities(await cm.entities(user))
+
+    _run(work)
+
+
+@db_app.command("setup")
+def db_setup() -> None:
+    """Create or migrate every table (idempotent)."""
+
+    async def work(settings: Settings) -> None:
+        url = settings.database_url or start_embedded(settings.data_dir)
+        async with open_persistence(url, setup=True):
+            console.print(f"tables ready at {describe_url(url)}")
+
+    _run(work)
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Server, applied migrations and table sizes."""
+
+    async def work(settings: Settings) -> int:
+        if settings.database_url is None:
+            embedded = embedded_status(settings.data_dir)
+            if not embedded.running:
+                console.print(f"embedded Postgres in {embedded.data_dir}: stopped")
+                return 0
+        url = settings.database_url or start_embedded(settings.data_dir)
+        async with open_persistence(url, setup=False) as persistence:
+            render_status(describe_url(url), await database_status(persistence.pool))
+        return 0
+
+    _run(work)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded Postgres server (DATABASE_URL servers are not ours to stop)."""
+
+    async def work(settings: Settings) -> None:
+        if settings.database_url:
+            console.print("DATABASE_URL is set: that server is not managed by convomem.")
+            return
+        stopped = stop_embedded(settings.data_dir)
+        console.print("embedded Postgres stopped" if stopped else "embedded Postgres was not running")
+
+    _run(work)
+
+
+@app.command()
+def demo() -> None:
+    """A scripted tour: memory across threads, a memory review, a killed process resumed, a replay."""
+    from graphs.demo import run_demo
+
+    _run(run_demo)
+
+
+if __name__ == "__main__":
+    app()
