@@ -51,6 +51,14 @@ def describe_url(url: str) -> str:
 @asynccontextmanager
 async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> AsyncIterator[Pool]:
     """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
+    try:  # one direct attempt first: a refused or misspelt server fails now, not after the pool timeout
+        probe = await AsyncConnection.connect(url, connect_timeout=max(int(timeout), 1))
+        await probe.close()
+    except OperationalError as error:
+        raise DatabaseUnavailable(
+            f"Cannot reach Postgres at {describe_url(url)}: check DATABASE_URL "
+            "(or unset it to use the embedded server)."
+        ) from error
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=1,

@@ -8,7 +8,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["ThreadSummary", "discard_checkpoints_after", "list_threads"]
+__all__ = ["ThreadSummary", "discard_checkpoints_after", "discard_run", "list_threads", "pending_write_keys"]
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
@@ -47,3 +47,38 @@ async def discard_checkpoints_after(pool: Pool, thread_id: str, checkpoint_id: s
         await conn.execute(f"DELETE FROM checkpoint_writes WHERE {newer}", params)
         cursor = await conn.execute(f"DELETE FROM checkpoints WHERE {newer}", params)
         return cursor.rowcount
+
+
+WriteKey = tuple[str, int]
+
+
+async def pending_write_keys(pool: Pool, thread_id: str, checkpoint_id: str | None) -> set[WriteKey]:
+    """(task_id, idx) of the writes already saved on a checkpoint, to tell a failed run's own writes."""
+    if checkpoint_id is None:
+        return set()
+    async with pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT task_id, idx FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_id = %s",
+                (thread_id, checkpoint_id),
+            )
+        ).fetchall()
+    return {(row["task_id"], row["idx"]) for row in rows}
+
+
+async def discard_run(pool: Pool, thread_id: str, head_id: str | None, head_writes: set[WriteKey]) -> None:
+    """Undo a failed run: its checkpoints after `head_id`, and the writes it added to the head itself.
+
+    Without the second part a bad resume value saved on the head would be replayed by every later resume.
+    """
+    await discard_checkpoints_after(pool, thread_id, head_id)
+    if head_id is None:
+        return
+    added = await pending_write_keys(pool, thread_id, head_id) - head_writes
+    async with pool.connection() as conn, conn.transaction():
+        for task_id, idx in added:
+            await conn.execute(
+                "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_id = %s "
+                "AND task_id = %s AND idx = %s",
+                (thread_id, head_id, task_id, idx),
+            )

@@ -19,7 +19,7 @@ from psycopg import OperationalError
 from checkpoint.embedded import start_embedded
 from checkpoint.ids import validate_id
 from checkpoint.persistence import Persistence, open_persistence
-from checkpoint.threads import ThreadSummary, discard_checkpoints_after, list_threads
+from checkpoint.threads import ThreadSummary, discard_run, list_threads, pending_write_keys
 from graphs.conversation import build_graph
 from graphs.models import shared_chat_model
 from graphs.settings import Settings
@@ -31,6 +31,7 @@ from nodes.errors import (
     NothingToResume,
     UnknownCheckpoint,
 )
+from nodes.extract_entities import check_review_answer
 from nodes.memory import EntityRecord, entity_namespace
 from nodes.prompts import DEFAULT_INSTRUCTIONS
 from nodes.state import Context, State
@@ -44,6 +45,11 @@ __all__ = [
     "TurnEvent",
     "open_convomem",
 ]
+
+
+USER_KEY = "convomem_user_id"
+REVIEW_KEY = "convomem_review_memory"
+"""Checkpoint metadata keys: how a thread's run was started, so resume, replay and fork go on alike."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,13 @@ def _interrupts(snapshot: StateSnapshot) -> tuple[PendingInterrupt, ...]:
 
 
 def _last_reply(snapshot: StateSnapshot) -> str | None:
-    messages = snapshot.values.get("messages") or []
-    return next((m.text for m in reversed(messages) if m.type == "ai"), None)
+    """The assistant's answer to the newest human message, if the turn got that far."""
+    for message in reversed(snapshot.values.get("messages") or []):
+        if message.type == "human":
+            return None
+        if message.type == "ai":
+            return str(message.text)
+    return None
 
 
 class Convomem:
@@ -116,7 +127,14 @@ class Convomem:
     def check_message(self, text: str) -> str:
         if not text.strip():
             raise InvalidInput("Empty message: type something to send.")
-        size = len(text.encode("utf-8", errors="surrogatepass"))
+        if "\x00" in text:
+            raise InvalidInput("The message contains a NUL character (\\x00): remove it and send again.")
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as error:
+            raise InvalidInput(
+                f"The message is not valid Unicode text (character {error.start}): re-encode it as UTF-8."
+            ) from None
         if size > self.settings.max_message_bytes:
             raise InvalidInput(
                 f"Message is {size} bytes, over the {self.settings.max_message_bytes}-byte limit "
@@ -143,14 +161,15 @@ class Convomem:
         interrupt_after: Sequence[str] = (),
     ) -> AsyncIterator[TurnEvent]:
         """Send one user message and stream the reply; the thread is untouched if the turn fails."""
-        context = self.context(user_id, review_memory=review_memory)
         config = self.config(thread_id)
         self.check_message(text)
         snapshot = await self.state(thread_id)
-        if snapshot.interrupts:
+        context = self._context_of(snapshot, user_id, review_memory)
+        if snapshot.interrupts or snapshot.next:
+            waiting = "an answer to an interrupt" if snapshot.interrupts else "its unfinished turn to resume"
             raise InvalidInput(
-                f"Thread {thread_id!r} waits for an answer to an interrupt: answer it with "
-                f"`convomem resume --thread {thread_id} --value ...` first."
+                f"Thread {thread_id!r} waits for {waiting}: run "
+                f"`convomem resume --thread {thread_id}` first (add --value for a review)."
             )
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
         async for event in self._run(
@@ -164,14 +183,19 @@ class Convomem:
         value: Any = None,
         *,
         user_id: str | None = None,
-        review_memory: bool = False,
+        review_memory: bool | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short."""
-        context = self.context(user_id, review_memory=review_memory)
+        """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
+
+        The run goes on as it started: same user, same review setting (kept in checkpoint metadata).
+        """
         config = self.config(thread_id)
         snapshot = await self.state(thread_id)
+        context = self._context_of(snapshot, user_id, review_memory)
         if snapshot.interrupts:
-            graph_input: Any = Command(resume="approve" if value is None else value)
+            answer = "approve" if value is None else value
+            check_review_answer(snapshot.interrupts, answer)
+            graph_input: Any = Command(resume=answer)
         elif snapshot.next:
             graph_input = None
         else:
@@ -183,8 +207,8 @@ class Convomem:
         self, thread_id: str, checkpoint_id: str, *, user_id: str | None = None
     ) -> AsyncIterator[TurnEvent]:
         """Re-run the graph from a past checkpoint; the newer history stays reachable as another branch."""
-        context = self.context(user_id)
         config = await self._known_checkpoint(thread_id, checkpoint_id)
+        context = self._context_of(await self.graph.aget_state(config), user_id, None)
         async for event in self._run(None, config, context, (), ()):
             yield event
 
@@ -192,9 +216,9 @@ class Convomem:
         self, thread_id: str, checkpoint_id: str, text: str, *, user_id: str | None = None
     ) -> AsyncIterator[TurnEvent]:
         """Branch from a past checkpoint with a different message (update_state, then continue)."""
-        context = self.context(user_id)
         self.check_message(text)
         config = await self._known_checkpoint(thread_id, checkpoint_id)
+        context = self._context_of(await self.graph.aget_state(config), user_id, None)
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
         branch = await self.graph.aupdate_state(config, {"messages": [message]}, as_node="__start__")
         async for event in self._run(None, branch, context, (), ()):
@@ -203,6 +227,14 @@ class Convomem:
     async def send(self, thread_id: str, text: str, **options: Any) -> TurnEnded:
         """chat() without streaming: the final event."""
         return await _last_event(self.chat(thread_id, text, **options))
+
+    def _context_of(self, snapshot: StateSnapshot, user_id: str | None, review: bool | None) -> Context:
+        """The context a thread's runs were started with, unless the caller overrides it."""
+        metadata = snapshot.metadata or {}
+        return self.context(
+            user_id or str(metadata.get(USER_KEY) or "") or None,
+            review_memory=bool(metadata.get(REVIEW_KEY)) if review is None else review,
+        )
 
     async def _run(
         self,
@@ -215,10 +247,15 @@ class Convomem:
         thread_id = config["configurable"]["thread_id"]
         head = (await self.graph.aget_state(self.config(thread_id))).config
         head_id = (head or {}).get("configurable", {}).get("checkpoint_id")
+        head_writes = await pending_write_keys(self.persistence.pool, thread_id, head_id)
+        run_config: RunnableConfig = {
+            **config,
+            "metadata": {USER_KEY: context.user_id, REVIEW_KEY: context.review_memory},
+        }
         try:
             async for chunk, metadata in self.graph.astream(
                 graph_input,
-                config,
+                run_config,
                 context=context,
                 stream_mode="messages",
                 durability=self.settings.durability,
@@ -228,7 +265,7 @@ class Convomem:
                 if _is_reply_token(chunk, metadata):
                     yield ReplyToken(cast(AIMessageChunk, chunk).text)
         except Exception as error:
-            await discard_checkpoints_after(self.persistence.pool, thread_id, head_id)
+            await discard_run(self.persistence.pool, thread_id, head_id, head_writes)
             raise _user_facing(error) from error
         snapshot = await self.state(thread_id)
         yield TurnEnded(
@@ -247,22 +284,33 @@ class Convomem:
 
     async def history(self, thread_id: str, *, limit: int = 50) -> list[CheckpointInfo]:
         """Checkpoints newest first, each with the nodes that produced it and the ones due next."""
-        snapshots = [s async for s in self.graph.aget_state_history(self.config(thread_id), limit=limit + 1)]
+        snapshots = [s async for s in self.graph.aget_state_history(self.config(thread_id), limit=limit)]
+        by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snapshots}
         infos = []
-        for index, snap in enumerate(snapshots[:limit]):
-            parent = snapshots[index + 1] if index + 1 < len(snapshots) else None
+        for snap in snapshots:
+            parent = await self._parent(snap, by_id)
             infos.append(
                 CheckpointInfo(
                     checkpoint_id=snap.config["configurable"]["checkpoint_id"],
                     step=int((snap.metadata or {}).get("step", -1)),
                     created_at=snap.created_at,
                     source=str((snap.metadata or {}).get("source", "")),
-                    ran=tuple(parent.next) if parent else (),
+                    ran=tuple(parent.next)
+                    if parent and (snap.metadata or {}).get("source") == "loop"
+                    else (),
                     next_nodes=tuple(snap.next),
                     messages=len(snap.values.get("messages") or []),
                 )
             )
         return infos
+
+    async def _parent(self, snap: StateSnapshot, known: dict[str, StateSnapshot]) -> StateSnapshot | None:
+        parent_id = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
+        if parent_id is None:
+            return None
+        if parent_id in known:
+            return known[parent_id]
+        return await self.graph.aget_state(snap.parent_config or {})
 
     async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
         return await list_threads(self.persistence.pool, limit=limit)

@@ -27,7 +27,6 @@ from graphs.cli_render import (
 from graphs.conversation import NODES
 from graphs.settings import Settings
 from nodes.errors import ConfigError, ConvomemError, InvalidInput
-from nodes.extract_entities import apply_review
 
 __all__ = ["app"]
 
@@ -91,20 +90,6 @@ def _parse_value(raw: str | None) -> Any:
         if raw.strip().isidentifier():
             return raw.strip()
         raise InvalidInput(f"--value is neither JSON nor a single word: {raw[:40]!r}.") from None
-
-
-def _check_answer(pending: tuple[PendingInterrupt, ...], value: Any) -> None:
-    """Refuse a review answer the node could not use, before anything runs."""
-    for interrupt in pending:
-        if isinstance(interrupt.value, dict) and interrupt.value.get("type") == "memory_review":
-            try:
-                apply_review("approve" if value is None else value, interrupt.value["entities"])
-            except (ValueError, ValidationError) as error:
-                message = str(error).splitlines()[0]
-                raise InvalidInput(
-                    f"Cannot use that review answer ({message}): give approve, reject or a JSON list "
-                    'of entities like [{"type": "PERSON", "value": "Ada"}].'
-                ) from None
 
 
 def _ask_review(pending: tuple[PendingInterrupt, ...]) -> Any:
@@ -193,7 +178,6 @@ def resume(
 
     async def work(settings: Settings) -> None:
         async with open_convomem(settings) as cm:
-            _check_answer(await cm.pending_interrupts(thread), parsed)
             await stream_events(cm.resume(thread, parsed, user_id=user))
 
     _run(work)

@@ -42,8 +42,9 @@ def build_graph(
     builder = StateGraph(State, context_schema=Context)
     builder.add_node("load_memory", make_load_memory())
     builder.add_node("respond", make_respond(model), retry_policy=retry)
-    builder.add_node("extract_entities", make_extract_entities(memory_model), retry_policy=retry)
-    builder.add_node("summarize", make_summarize(memory_model), retry_policy=retry)
+    # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
+    builder.add_node("extract_entities", make_extract_entities(memory_model, max_attempts=max_attempts))
+    builder.add_node("summarize", make_summarize(memory_model, max_attempts=max_attempts))
     builder.add_node("reduce_history", make_reduce_history())
     builder.add_edge(START, "load_memory")
     builder.add_edge("load_memory", "respond")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
+from nodes.errors import InvalidInput
 from nodes.memory import (
     EntityCandidate,
     EntityRecord,
@@ -26,11 +28,18 @@ from nodes.memory import (
     merge_entity,
     parse_candidates,
 )
+from nodes.models import with_transient_retry
 from nodes.prompts import EXTRACTION_SYSTEM, REPAIR_REQUEST
 from nodes.state import Context, Node, State, Update, newest_human
 from nodes.tokens import text_of
 
-__all__ = ["apply_review", "make_extract_entities", "request_extraction", "upsert_entities"]
+__all__ = [
+    "apply_review",
+    "check_review_answer",
+    "make_extract_entities",
+    "request_extraction",
+    "upsert_entities",
+]
 
 _log = logging.getLogger("convomem.extract")
 
@@ -40,13 +49,15 @@ async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[s
 
     Returns {"entities": [...], "dropped": [...], "error": str | None} (JSON-friendly: it is a task result).
     """
-    messages: list[AnyMessage] = [
-        SystemMessage(content=EXTRACTION_SYSTEM),
-        HumanMessage(content=f"Newest user message:\n{text}"),
-    ]
+    request = HumanMessage(content=f"Newest user message:\n{text}")
+    messages: list[AnyMessage] = [SystemMessage(content=EXTRACTION_SYSTEM), request]
     error = ""
     for _attempt in range(2):
-        reply = await extractor.ainvoke(messages)
+        try:
+            reply = await extractor.ainvoke(messages)
+        except Exception as failure:
+            _log.warning("entity extraction skipped, the model failed: %s", failure)
+            return {"entities": [], "dropped": [], "error": f"model failed: {type(failure).__name__}"}
         calls = getattr(reply, "tool_calls", None) or []
         try:
             if not calls:
@@ -55,7 +66,9 @@ async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[s
             return {"entities": [e.model_dump() for e in entities], "dropped": dropped, "error": None}
         except (ValueError, ValidationError) as failure:
             error = str(failure).splitlines()[0][:200]
-            messages = [*messages, HumanMessage(content=REPAIR_REQUEST.format(error=error))]
+            # The repair note goes in the system part: the user's words stay the last message.
+            repair = f"{EXTRACTION_SYSTEM}\n\n{REPAIR_REQUEST.format(error=error)}"
+            messages = [SystemMessage(content=repair), request]
     _log.warning("entity extraction failed after one repair attempt: %s", error)
     return {"entities": [], "dropped": [], "error": error}
 
@@ -70,6 +83,20 @@ def apply_review(decision: Any, proposed: list[dict[str, Any]]) -> list[dict[str
     if not isinstance(edited, list):
         raise ValueError("a review answer is 'approve', 'reject' or a list of entities")
     return [EntityCandidate.model_validate(item).model_dump() for item in edited]
+
+
+def check_review_answer(pending: Sequence[Any], answer: Any) -> None:
+    """Refuse, before anything runs, a review answer the node could not use (InvalidInput)."""
+    for interrupt_ in pending:
+        value = getattr(interrupt_, "value", None)
+        if isinstance(value, dict) and value.get("type") == "memory_review":
+            try:
+                apply_review(answer, value["entities"])
+            except (ValueError, ValidationError) as error:
+                raise InvalidInput(
+                    f"Cannot use that review answer ({str(error).splitlines()[0]}): give approve, reject or "
+                    'a JSON list of entities like [{"type": "PERSON", "value": "Ada"}].'
+                ) from None
 
 
 async def upsert_entities(
@@ -95,10 +122,11 @@ async def upsert_entities(
     return written
 
 
-def make_extract_entities(
-    model: BaseChatModel,
-) -> Node:
-    extractor = model.bind_tools([Extraction], tool_choice=Extraction.__name__)
+def make_extract_entities(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
+    """Never fails the turn: model errors are retried, then recorded in `extraction.error`."""
+    extractor = with_transient_retry(
+        model.bind_tools([Extraction], tool_choice=Extraction.__name__), max_attempts
+    )
 
     async def propose(text: str) -> dict[str, Any]:
         return await request_extraction(extractor, text)

@@ -16,16 +16,22 @@ __all__ = ["format_memory", "make_load_memory", "rank_entities"]
 _WORD = re.compile(r"\w+")
 
 
+_FILLER = frozenset({"the", "and", "for", "with", "inc", "corp", "ltd", "of", "a", "an", "to", "in", "on"})
+
+
 def _words(text: str) -> set[str]:
-    return {w.casefold() for w in _WORD.findall(text) if len(w) > 2}
+    return {w.casefold() for w in _WORD.findall(text)}
 
 
 def rank_entities(records: list[EntityRecord], query: str) -> list[EntityRecord]:
-    """Most relevant first: words shared with the newest message, then mentions, then recency."""
+    """Most relevant first: name words shared with the newest message, then mentions, then recency.
+
+    Short names count ("UK", "Go"); filler words in names ("the", "of") do not.
+    """
     query_words = _words(query)
 
     def score(record: EntityRecord) -> tuple[int, int, str]:
-        names = _words(" ".join([record.value, *record.aliases]))
+        names = _words(" ".join([record.value, *record.aliases])) - _FILLER
         return (len(names & query_words), record.mentions, record.last_seen)
 
     return sorted(records, key=score, reverse=True)

@@ -22,6 +22,10 @@ __all__ = [
 
 ENTITY_TYPES = ("PERSON", "ORG", "LOC", "DATE", "PRODUCT", "TECH", "EVENT", "OTHER")
 MAX_VALUE_CHARS = 120
+MAX_VALUE_WORDS = 8
+NOT_ENTITIES = frozenset(
+    {"i", "me", "you", "we", "he", "she", "it", "they", "my", "your", "user", "assistant"}
+)
 MAX_CONTEXT_CHARS = 240
 KEPT_CONTEXTS = 5
 KEPT_SOURCE_IDS = 50
@@ -47,8 +51,12 @@ class EntityCandidate(BaseModel):
         cleaned = " ".join(value.split())
         if not cleaned:
             raise ValueError("empty entity value")
-        if len(cleaned) > MAX_VALUE_CHARS:
-            raise ValueError(f"entity value longer than {MAX_VALUE_CHARS} characters")
+        if len(cleaned) > MAX_VALUE_CHARS or len(cleaned.split()) > MAX_VALUE_WORDS:
+            raise ValueError(
+                f"entity value longer than {MAX_VALUE_WORDS} words / {MAX_VALUE_CHARS} characters"
+            )
+        if cleaned.casefold().strip(".,;:!?") in NOT_ENTITIES:
+            raise ValueError("a pronoun is not an entity")
         return cleaned
 
     @field_validator("context")
@@ -112,7 +120,7 @@ _CORPORATE_SUFFIX = re.compile(r"\b(inc|corp|corporation|co|ltd|llc|gmbh|plc|com
 def entity_key(entity_type: str, value: str) -> str:
     """Store key: the normalized value, so 'ACME Corp.' and 'Acme' land on one record per type."""
     folded = unicodedata.normalize("NFKC", value).casefold()
-    words = re.sub(r"[^\w\s-]", " ", folded).split()
+    words = re.sub(r"[^\w\s#+-]", " ", folded).split()
     text = " ".join(words)
     stripped = _CORPORATE_SUFFIX.sub("", text).strip() or text
     return f"{entity_type}:{stripped.replace(' ', '_')}"

@@ -14,9 +14,11 @@ import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 import openai
+from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -28,6 +30,7 @@ __all__ = [
     "find_local_model_file",
     "is_transient_model_error",
     "make_chat_model",
+    "with_transient_retry",
 ]
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -47,6 +50,26 @@ def make_chat_model(
         max_retries=0,
         temperature=0.2,
         stream_usage=True,
+    )
+
+
+TRANSIENT_MODEL_ERRORS: tuple[type[Exception], ...] = (
+    openai.APIConnectionError,
+    openai.RateLimitError,
+    openai.InternalServerError,
+    httpx.TransportError,
+)
+
+
+def with_transient_retry(runnable: Runnable[Any, Any], max_attempts: int) -> Runnable[Any, Any]:
+    """langchain-core's retry (exponential backoff with jitter) on transient errors only.
+
+    For the memory nodes, which must not fail a turn: they retry here, then record the failure.
+    """
+    return runnable.with_retry(
+        retry_if_exception_type=TRANSIENT_MODEL_ERRORS,
+        stop_after_attempt=max_attempts,
+        wait_exponential_jitter=True,
     )
 
 

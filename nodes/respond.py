@@ -12,20 +12,24 @@ from nodes.tokens import count_tokens, fit_window
 
 __all__ = ["build_prompt", "make_respond"]
 
-REPLY_RESERVE_TOKENS = 512
+SYSTEM_PART_SHARE = 4
+"""Instructions, memory and summary may each take at most 1/4 of the budget: the conversation keeps 1/4."""
+
+
+def _clip(text: str, max_tokens: int) -> str:
+    return text if len(text) <= max_tokens * 4 else text[: max(max_tokens * 4 - 1, 0)] + "…"
 
 
 def build_prompt(state: State, context: Context) -> list[AnyMessage]:
     """Instructions + memory + running summary + the newest working-set messages, under the budget."""
-    parts = [context.instructions]
+    share = context.prompt_tokens // SYSTEM_PART_SHARE
+    parts = [_clip(context.instructions, share)]
     if state.get("memory_context"):
-        parts.append(state.get("memory_context", ""))
+        parts.append(_clip(state.get("memory_context", ""), min(share, context.memory_tokens)))
     if state.get("summary"):
-        parts.append(f"{SUMMARY_HEADER}\n{state.get('summary', '')}")
+        parts.append(_clip(f"{SUMMARY_HEADER}\n{state.get('summary', '')}", share))
     system = SystemMessage(content="\n\n".join(parts))
-    room = (
-        context.prompt_tokens - count_tokens([system]) - min(REPLY_RESERVE_TOKENS, context.prompt_tokens // 4)
-    )
+    room = context.prompt_tokens - count_tokens([system])
     return [system, *fit_window(state["messages"], room)]
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
 from langgraph.runtime import Runtime
 
+from nodes.models import with_transient_retry
 from nodes.prompts import SUMMARY_SYSTEM
 from nodes.reduction import messages_to_fold
 from nodes.state import Context, Node, State, Update
@@ -16,6 +18,7 @@ from nodes.tokens import text_of
 __all__ = ["MAX_SUMMARY_CHARS", "make_summarize", "summary_request"]
 
 MAX_SUMMARY_CHARS = 2400
+_log = logging.getLogger("convomem.summarize")
 
 
 def summary_request(previous: str | None, stale: Sequence[AnyMessage]) -> list[AnyMessage]:
@@ -25,14 +28,25 @@ def summary_request(previous: str | None, stale: Sequence[AnyMessage]) -> list[A
     return [SystemMessage(content=SUMMARY_SYSTEM), HumanMessage(content=body)]
 
 
-def make_summarize(model: BaseChatModel) -> Node:
+def make_summarize(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
+    summarizer = with_transient_retry(model, max_attempts)
+
     async def summarize(state: State, runtime: Runtime[Context]) -> Update:
-        """Fold messages beyond the working-set budget into the running summary."""
+        """Fold messages beyond the working-set budget into the running summary.
+
+        Never fails the turn: when the model cannot answer, nothing folds and the next turn tries again.
+        """
         stale = messages_to_fold(state["messages"], runtime.context.working_set_tokens)
         if not stale:
             return {}
-        reply = await model.ainvoke(summary_request(state.get("summary"), stale))
+        try:
+            reply = await summarizer.ainvoke(summary_request(state.get("summary"), stale))
+        except Exception as error:
+            _log.warning("summary skipped this turn, the model failed: %s", error)
+            return {}
         summary = text_of(reply).strip()[:MAX_SUMMARY_CHARS]
+        if not summary:
+            return {}  # an empty reply must not cost the old summary or the messages it would replace
         return {"summary": summary, "summarized_ids": [m.id for m in stale if m.id]}
 
     return summarize

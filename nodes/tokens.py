@@ -39,5 +39,6 @@ def fit_window(messages: Sequence[AnyMessage], max_tokens: int) -> list[AnyMessa
     newest_human = next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
     if newest_human is None:
         return []
-    room_chars = max(max_tokens, 1) * 4 - 16
-    return [HumanMessage(content=text_of(newest_human)[-room_chars:], id=newest_human.id)]
+    text = text_of(newest_human)
+    room_chars = max(max_tokens * 4 - 16, 0)
+    return [HumanMessage(content=text[len(text) - min(room_chars, len(text)) :], id=newest_human.id)]

@@ -1,4 +1,4 @@
-"""Shared fixtures: one real embedded Postgres per test run, a fresh database per test, the fake model server."""
+"""Shared fixtures: one embedded Postgres per run, a fresh database per test, the fake model server."""
 
 from __future__ import annotations
 

@@ -80,27 +80,12 @@ async def test_default_byte_limit_is_enforced(app: Convomem, database_url: str, 
     assert checkpoint_ids(database_url, "t") == one_turn
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem.check_message accepts NUL characters; the turn then fails inside "
-        "extract_entities with psycopg UntranslatableCharacter (jsonb cannot hold \\u0000) instead of "
-        "InvalidInput before the run"
-    ),
-)
 async def test_message_with_a_nul_character_is_refused(app: Convomem, database_url: str) -> None:
     with pytest.raises(InvalidInput):
         await app.send("t", "I work at Acme\x00Corp today.")
     assert checkpoint_count(database_url, "t") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem.check_message measures with errors='surrogatepass', so a lone "
-        "surrogate passes and the turn fails later with a bare UnicodeEncodeError instead of InvalidInput"
-    ),
-)
 async def test_message_with_a_lone_surrogate_is_refused(app: Convomem, database_url: str) -> None:
     with pytest.raises(InvalidInput):
         await app.send("t", "I work at Acme \ud800 today.")
@@ -248,15 +233,19 @@ async def test_failed_first_turn_leaves_no_thread(
     assert (await app.state("fresh")).values == {}
 
 
-async def test_extraction_failure_after_the_reply_rolls_the_turn_back(
+async def test_extraction_failure_after_the_reply_keeps_the_turn_and_writes_no_memory(
     app: Convomem, fake_model: FakeOpenAIServer, database_url: str, one_turn: list[str]
 ) -> None:
-    stored = rows(database_url, "SELECT prefix, key, value FROM store ORDER BY 1, 2")
+    """Memory work never fails a turn the user already saw: extraction retries, then records its failure."""
+    entities_before = rows(
+        database_url, "SELECT key, value FROM store WHERE prefix LIKE %s ORDER BY 1", ("%.entities",)
+    )
     fake_model.fail_next("extract", app.settings.model_retries)
-    with pytest.raises(ModelUnavailable):
-        await app.send("t", "I moved to Lisbon.")
-    assert len(fake_model.requests_of("respond")) == 2, "respond had answered before extraction failed"
-    assert checkpoint_ids(database_url, "t") == one_turn
+    end = await app.send("t", "I moved to Lisbon.")
+    assert end.reply is not None and not end.next_nodes
+    assert (await app.state("t")).values["extraction"]["error"].startswith("model failed")
+    assert len(fake_model.requests_of("extract")) == 1 + app.settings.model_retries
+    assert checkpoint_ids(database_url, "t")[: len(one_turn)] == one_turn
     orphans = rows(
         database_url,
         "SELECT count(*) FROM checkpoint_writes w WHERE NOT EXISTS (SELECT 1 FROM checkpoints c "
@@ -264,7 +253,10 @@ async def test_extraction_failure_after_the_reply_rolls_the_turn_back(
         "AND c.checkpoint_id = w.checkpoint_id)",
     )
     assert orphans == [(0,)]
-    assert rows(database_url, "SELECT prefix, key, value FROM store ORDER BY 1, 2") == stored
+    entities_after = rows(
+        database_url, "SELECT key, value FROM store WHERE prefix LIKE %s ORDER BY 1", ("%.entities",)
+    )
+    assert entities_after == entities_before
 
 
 async def test_transient_model_failure_is_retried(
@@ -289,15 +281,6 @@ async def test_client_error_is_not_retried(
     assert checkpoint_count(database_url, "t") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "nodes/extract_entities.py request_extraction: the repair attempt appends REPAIR_REQUEST as a new "
-        "HumanMessage, so the newest user message the model extracts from is the repair text (with the "
-        "pydantic error 'validation error for Extraction'), not the user's message: 'Extraction' is stored "
-        "as an entity and 'Acme' is lost"
-    ),
-)
 async def test_malformed_extraction_is_repaired_once(
     app: Convomem, fake_model: FakeOpenAIServer, database_url: str
 ) -> None:
@@ -325,23 +308,16 @@ async def test_extraction_that_stays_malformed_still_completes_the_turn(
     assert (await app.state("t")).values["extraction"] == marker
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        'graphs/api.py Convomem._run discards a failed turn\'s checkpoints ("Nothing was saved") but '
-        "not what extract_entities already wrote to the store when the parallel summarize fails; the "
-        "resent message has a new id, so its entities are counted twice"
-    ),
-)
-async def test_failed_turn_leaves_no_memory_behind(
+async def test_failed_summary_keeps_the_turn_and_folds_on_a_later_turn(
     settings: Settings, fake_model: FakeOpenAIServer, database_url: str
 ) -> None:
+    """A summarize failure costs nothing: the turn completes, entities are stored once, nothing folds."""
     async with open_convomem(settings.model_copy(update={"working_set_tokens": 64})) as app:
         await app.send("t", "Hello there, this opening message is long enough to need a summary soon.")
-        fake_model.fail_next("summarize", app.settings.model_retries)
-        with pytest.raises(ModelUnavailable):
-            await app.send("t", "I work at Acme these days.")
-        assert await app.entities() == []
-
-        await app.send("t", "I work at Acme these days.")
+        fake_model.fail_next("summarize", 1 + app.settings.model_retries)
+        end = await app.send("t", "I work at Acme these days.")
+        assert end.reply is not None and not end.next_nodes
         assert [(e.value, e.mentions) for e in await app.entities()] == [("Acme", 1)]
+        assert "summary" not in (await app.state("t")).values
+        await app.send("t", "And I still do.")
+        assert (await app.state("t")).values.get("summary")

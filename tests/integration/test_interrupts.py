@@ -15,13 +15,6 @@ from tests.integration.support import checkpoint_ids, finish, rows
 INTRODUCTION = "My name is Alice and I work at Acme."
 PROPOSED = {"Alice", "Acme"}
 
-RESUME_FORGETS_CONTEXT = (
-    "graphs/api.py Convomem.resume: the run's Context is rebuilt from resume()'s own defaults "
-    "(review_memory=False, user_id=settings.user_id), not from the paused turn, so the resumed "
-    "extract_entities skips interrupt()/apply_review and stores every proposed entity in the default "
-    "user's namespace"
-)
-
 
 def entity_rows(database_url: str, user_id: str = "default") -> list[str]:
     found = rows(
@@ -119,7 +112,6 @@ async def test_edited_entities_are_stored_exactly(app: Convomem, database_url: s
     assert entity_rows(database_url) == ["LOC:porto", "PERSON:alice_smith"]
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_FORGETS_CONTEXT)
 @pytest.mark.parametrize(
     ("answer", "kept"), [("reject", set()), ([{"type": "PERSON", "value": "Bob"}], {"Bob"})]
 )
@@ -131,7 +123,6 @@ async def test_resume_applies_the_review_of_the_paused_turn(
     assert {e.value for e in await app.entities()} == kept
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_FORGETS_CONTEXT)
 async def test_resume_remembers_for_the_user_of_the_paused_turn(app: Convomem, database_url: str) -> None:
     await app.send("t", INTRODUCTION, user_id="u1", review_memory=True)
     await finish(app.resume("t", "approve", review_memory=True))
@@ -177,14 +168,6 @@ async def test_new_message_while_review_pending_is_refused(
     assert (await app.send("other", "hello over here")).next_nodes == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem.resume/_user_facing: a review answer apply_review() cannot use "
-        "(nodes/extract_entities.py:71) escapes as a bare ValueError from inside the graph instead of "
-        "InvalidInput raised before the run"
-    ),
-)
 async def test_invalid_review_answer_is_invalid_input(app: Convomem, database_url: str) -> None:
     paused = await app.send("t", INTRODUCTION, review_memory=True)
     with pytest.raises(InvalidInput):
@@ -193,15 +176,6 @@ async def test_invalid_review_answer_is_invalid_input(app: Convomem, database_ur
     assert entity_rows(database_url) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem._run: when a resumed run fails, its task-specific __resume__ write "
-        "(holding the bad answer) and __error__ write stay in checkpoint_writes on the paused checkpoint "
-        "(checkpoint/threads.py discard_checkpoints_after deletes only newer checkpoints), so every "
-        "later resume() re-reads the bad answer and fails again: the thread is stuck for good"
-    ),
-)
 async def test_thread_recovers_after_an_unusable_review_answer(app: Convomem, database_url: str) -> None:
     paused = await app.send("t", INTRODUCTION, review_memory=True)
     with pytest.raises(Exception):  # noqa: B017 - which error is test_invalid_review_answer_is_invalid_input's
@@ -253,13 +227,6 @@ async def test_breakpoint_after_respond_pauses_before_memory(
     assert {e.value for e in await app.entities()} == PROPOSED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py _last_reply: TurnEnded.reply is the newest AI message in state, so a turn "
-        "paused before respond reports the previous turn's reply as its own"
-    ),
-)
 async def test_breakpoint_on_a_later_turn_reports_no_reply(app: Convomem) -> None:
     await app.send("t", "first turn")
     paused = await app.send("t", "second turn", interrupt_before=["respond"])
@@ -267,14 +234,6 @@ async def test_breakpoint_on_a_later_turn_reports_no_reply(app: Convomem) -> Non
     assert paused.reply is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem.chat only refuses a new message while an interrupt() is pending; at a "
-        "static breakpoint (or after a crash) snapshot.next is non-empty too, and a new message "
-        "abandons the paused turn: its human message is never answered nor extracted"
-    ),
-)
 async def test_new_message_while_paused_at_a_breakpoint_is_refused(
     app: Convomem, fake_model: FakeOpenAIServer, database_url: str
 ) -> None:

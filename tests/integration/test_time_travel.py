@@ -287,14 +287,6 @@ async def test_replaying_a_whole_turn_counts_its_message_once(
 # ------------------------------------------------------------------- replay/fork keep the user
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem.replay/fork build Context from their own user_id argument (default "
-        "settings.user_id), not from the thread's user, so re-running a u1 thread loads and writes the "
-        "default user's memory"
-    ),
-)
 @pytest.mark.parametrize("how", ["replay", "fork"])
 async def test_replay_and_fork_use_the_threads_user(
     app: Convomem, fake_model: FakeOpenAIServer, how: str
@@ -315,14 +307,6 @@ async def test_replay_and_fork_use_the_threads_user(
     assert "Acme" in prompt
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "graphs/api.py Convomem.history: `ran` is taken from the next-older checkpoint in the listing, "
-        "not from the checkpoint's parent (parent_config), and also for checkpoints no node produced "
-        "(source input/update/fork); once branches or paused runs exist, `ran` names nodes that never ran"
-    ),
-)
 async def test_history_ran_follows_the_parent_checkpoint(app: Convomem) -> None:
     await app.send("t", FIRST)
     start = due(await app.history("t"), "load_memory")

@@ -37,7 +37,7 @@ Graph = CompiledStateGraph[Any, Any, Any, Any]
 def purpose_of(messages: Sequence[BaseMessage]) -> str:
     """Which node is calling, recognised by the prompt constants (no prose matching)."""
     first = messages[0] if messages else None
-    if isinstance(first, SystemMessage) and first.content == EXTRACTION_SYSTEM:
+    if isinstance(first, SystemMessage) and text_of(first).startswith(EXTRACTION_SYSTEM):
         return "extract"
     if isinstance(first, SystemMessage) and first.content == SUMMARY_SYSTEM:
         return "summarize"
@@ -305,8 +305,8 @@ async def test_malformed_extraction_gets_one_repair_then_succeeds() -> None:
     assert result["extraction"] == {"message_id": "h1", "stored": 1, "error": None}
     assert set(await entities(store)) == {"ORG:acme"}
     first, second = model.prompts("extract")
-    assert second[: len(first)] == first
-    assert text_of(second[-1]).startswith(REPAIR_PREFIX)
+    assert second[-1] == first[-1]  # the user's words stay the last message
+    assert REPAIR_PREFIX in text_of(second[0])
 
 
 async def test_two_malformed_extractions_store_nothing_and_the_turn_completes() -> None:

@@ -48,11 +48,6 @@ def test_entity_key_keeps_a_name_that_is_only_a_suffix() -> None:
     assert entity_key("ORG", "Company") == "ORG:company"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="memory.py:115 replaces every character outside [\\w\\s-] with a space, so 'C', 'C++' and "
-    "'C#' (and 'F', 'F#') collapse onto one key: distinct entities merge into one record",
-)
 def test_entity_key_keeps_symbol_names_apart() -> None:
     keys = {entity_key("TECH", v) for v in ["C", "C++", "C#"]}
     assert len(keys) == 3
@@ -254,11 +249,6 @@ def test_rank_matches_aliases_too() -> None:
     assert ranked[0].value == "Robert"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_memory.py:20 _words keeps only words longer than 2 characters, so entities named 'UK', "
-    "'Go', 'AI' or 'Li' never count as named in the newest message",
-)
 def test_rank_matches_short_entity_names() -> None:
     records = [record("Paris", mentions=9, type="LOC"), record("UK", mentions=1, type="LOC")]
     assert rank_entities(records, "I am moving to the UK")[0].value == "UK"

@@ -230,12 +230,6 @@ def test_build_prompt_stays_under_prompt_tokens_and_keeps_the_newest_message(pro
     assert 1 < len(prompt) < len(messages) + 1  # older turns were dropped, not all of them
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="respond.py:26-29 never bounds the system part: memory_context (memory_tokens, default 400) "
-    "plus summary (up to 2400 chars) can exceed prompt_tokens (Settings allows 256); room goes negative "
-    "and fit_window (tokens.py:42) then empties the newest human message, and the prompt is over budget",
-)
 def test_build_prompt_with_large_memory_and_summary_still_fits_and_shows_the_user_message() -> None:
     memory = f"{MEMORY_HEADER}\n" + "- a remembered thing\n" * 70  # ~400 tokens
     summary = "s" * MAX_SUMMARY_CHARS
@@ -289,11 +283,6 @@ async def test_summarize_caps_the_summary_length() -> None:
     assert len(update["summary"]) == MAX_SUMMARY_CHARS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="summarize.py:35-36 an empty model reply replaces the previous summary with '' while the folded "
-    "messages are still reported (and then removed by reduce_history): the earlier conversation is lost",
-)
 async def test_summarize_never_loses_the_previous_summary_on_an_empty_reply() -> None:
     model = fake("   ")
     update = await make_summarize(model)(
@@ -362,9 +351,9 @@ async def test_request_extraction_repairs_once(malformed: AIMessage) -> None:
     result = await request_extraction(model, "Bob says hi")
     assert result == {"entities": [BOB], "dropped": [], "error": None}
     first, second = model.prompts
-    assert second[: len(first)] == first
-    assert len(second) == len(first) + 1
-    assert text_of(second[-1]).startswith(REPAIR_PREFIX)
+    assert second[-1] == first[-1]  # the user's words stay the last message
+    assert len(second) == len(first)
+    assert REPAIR_PREFIX in text_of(second[0])
 
 
 async def test_request_extraction_gives_up_after_one_repair() -> None:
@@ -379,13 +368,13 @@ async def test_request_extraction_gives_up_after_one_repair() -> None:
     assert len(model.prompts) == 2
 
 
-async def test_request_extraction_lets_model_errors_through_for_the_retry_policy() -> None:
+async def test_request_extraction_records_model_errors_instead_of_failing_the_turn() -> None:
     class Failing(RecordingChatModel):
         def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
             raise openai.APIConnectionError(request=httpx.Request("POST", "http://x"))
 
-    with pytest.raises(openai.APIConnectionError):
-        await request_extraction(Failing(messages=iter(())), "hi")
+    result = await request_extraction(Failing(messages=iter(())), "hi")
+    assert result == {"entities": [], "dropped": [], "error": "model failed: APIConnectionError"}
 
 
 @pytest.mark.parametrize("decision", ["approve", "approved", "yes", True])
