@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
-from typing import Any
+import asyncio
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
 from nodes.extract_entities import make_extract_entities
@@ -17,7 +17,7 @@ from nodes.respond import make_respond
 from nodes.state import Context, State
 from nodes.summarize import make_summarize
 
-__all__ = ["NODES", "build_graph", "model_retry_policy"]
+__all__ = ["NODES", "build_graph", "model_retry_policy", "server_graph"]
 
 NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
 
@@ -55,20 +55,21 @@ def build_graph(
     return builder
 
 
-@cache
-def _server_graph() -> Any:
-    """Compiled without a checkpointer: LangGraph Server injects the one named in langgraph.json."""
-    from graphs.models import shared_chat_model
-    from graphs.settings import Settings
-
-    settings = Settings()
-    return build_graph(shared_chat_model(settings), max_attempts=settings.model_retries).compile(
-        name="convomem"
-    )
+_served: list[CompiledStateGraph[State, Context, State, State]] = []
 
 
-def __getattr__(name: str) -> Any:
-    """`graph` is built on first access, so importing this module starts no model server."""
-    if name == "graph":
-        return _server_graph()
-    raise AttributeError(name)
+async def server_graph() -> CompiledStateGraph[State, Context, State, State]:
+    """The graph LangGraph Server runs (langgraph.json), built once per process on first use.
+
+    Compiled without a checkpointer: the server injects the one named in langgraph.json. A factory
+    rather than a module-level value so that importing this module starts no model server; the local
+    model starts off the event loop.
+    """
+    if not _served:
+        from graphs.models import shared_chat_model
+        from graphs.settings import Settings
+
+        settings = Settings()
+        model = await asyncio.to_thread(shared_chat_model, settings)
+        _served.append(build_graph(model, max_attempts=settings.model_retries).compile(name="convomem"))
+    return _served[0]
