@@ -1,4 +1,4 @@
-"""Checkpointer and store factories named in langgraph.json, so LangGraph Server keeps threads in our Postgres.
+"""Checkpointer and store factories named in langgraph.json: LangGraph Server keeps threads in our Postgres.
 
 langgraph-api enters each factory once at start-up and exits it at shutdown. It loads this file once per
 entry, so each factory opens its own small pool rather than sharing module state.
