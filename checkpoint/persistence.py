@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -21,7 +20,6 @@ from nodes.errors import DatabaseUnavailable
 
 __all__ = ["Persistence", "describe_url", "open_persistence", "setup_database", "strict_serializer"]
 
-_log = logging.getLogger("convomem.persistence")
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 

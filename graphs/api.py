@@ -22,7 +22,7 @@ from checkpoint.persistence import Persistence, open_persistence
 from checkpoint.threads import ThreadSummary, discard_run, list_threads, pending_write_keys
 from graphs.conversation import build_graph
 from graphs.models import shared_chat_model
-from graphs.settings import Settings
+from graphs.settings import Durability, Settings
 from nodes.errors import (
     ConvomemError,
     DatabaseUnavailable,
@@ -159,8 +159,13 @@ class Convomem:
         review_memory: bool = False,
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
+        durability: Durability | None = None,
     ) -> AsyncIterator[TurnEvent]:
-        """Send one user message and stream the reply; the thread is untouched if the turn fails."""
+        """Send one user message and stream the reply; the thread is untouched if the turn fails.
+
+        `durability` overrides the setting for this run ("sync" writes each checkpoint before the next
+        step; "async" overlaps the write with the next step; "exit" writes only when the run stops).
+        """
         config = self.config(thread_id)
         self.check_message(text)
         snapshot = await self.state(thread_id)
@@ -173,7 +178,7 @@ class Convomem:
             )
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
         async for event in self._run(
-            {"messages": [message]}, config, context, interrupt_before, interrupt_after
+            {"messages": [message]}, config, context, interrupt_before, interrupt_after, durability
         ):
             yield event
 
@@ -184,6 +189,7 @@ class Convomem:
         *,
         user_id: str | None = None,
         review_memory: bool | None = None,
+        durability: Durability | None = None,
     ) -> AsyncIterator[TurnEvent]:
         """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
 
@@ -200,7 +206,7 @@ class Convomem:
             graph_input = None
         else:
             raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
-        async for event in self._run(graph_input, config, context, (), ()):
+        async for event in self._run(graph_input, config, context, (), (), durability):
             yield event
 
     async def replay(
@@ -243,6 +249,7 @@ class Convomem:
         context: Context,
         interrupt_before: Sequence[str],
         interrupt_after: Sequence[str],
+        durability: Durability | None = None,
     ) -> AsyncIterator[TurnEvent]:
         thread_id = config["configurable"]["thread_id"]
         head = (await self.graph.aget_state(self.config(thread_id))).config
@@ -258,7 +265,7 @@ class Convomem:
                 run_config,
                 context=context,
                 stream_mode="messages",
-                durability=self.settings.durability,
+                durability=durability or self.settings.durability,
                 interrupt_before=list(interrupt_before) or None,
                 interrupt_after=list(interrupt_after) or None,
             ):

@@ -6,7 +6,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, cast, get_args
 
 import typer
 from pydantic import ValidationError
@@ -20,12 +20,13 @@ from graphs.cli_render import (
     errors,
     render_entities,
     render_history,
+    render_interrupts,
     render_status,
     render_threads,
     stream_events,
 )
 from graphs.conversation import NODES
-from graphs.settings import Settings
+from graphs.settings import Durability, Settings
 from nodes.errors import ConfigError, ConvomemError, InvalidInput
 
 __all__ = ["app"]
@@ -80,6 +81,12 @@ def _check_nodes(names: list[str]) -> list[str]:
     return names
 
 
+def _check_durability(value: str | None) -> Durability | None:
+    if value is None or value in get_args(Durability):
+        return cast(Durability | None, value)
+    raise InvalidInput(f"Unknown durability {value!r}: choose sync, async or exit.")
+
+
 def _parse_value(raw: str | None) -> Any:
     """--value as JSON, or a bare word such as approve / reject."""
     if raw is None:
@@ -119,6 +126,20 @@ async def _converse(cm: Convomem, thread: str, user: str | None, text: str, opti
         final = await stream_events(cm.resume(thread, answer, user_id=user))
 
 
+async def _finish_pending(cm: Convomem, thread: str, user: str | None) -> None:
+    """A thread that waits (review, breakpoint, killed run) is shown first and answered or resumed."""
+    snapshot = await cm.state(thread)
+    pending = await cm.pending_interrupts(thread)
+    if pending:
+        render_interrupts(pending)
+        if sys.stdin.isatty():
+            await stream_events(cm.resume(thread, _ask_review(pending), user_id=user))
+    elif snapshot.next:
+        console.print(f"[yellow]this thread has an unfinished turn (next: {', '.join(snapshot.next)})[/]")
+        if sys.stdin.isatty() and typer.confirm("finish it now?", default=True):
+            await stream_events(cm.resume(thread, user_id=user))
+
+
 @app.command()
 def chat(
     thread: Thread = "default",
@@ -129,12 +150,16 @@ def chat(
     review: Annotated[bool, typer.Option(help="Review what the assistant remembers.")] = False,
     interrupt_before: Annotated[list[str] | None, typer.Option(help="Pause before this node.")] = None,
     interrupt_after: Annotated[list[str] | None, typer.Option(help="Pause after this node.")] = None,
+    durability: Annotated[
+        str | None, typer.Option(help="sync (default) | async | exit: when checkpoints are written.")
+    ] = None,
 ) -> None:
     """Chat on a thread; the reply streams. Without --message, an interactive session (Ctrl-D quits)."""
     options: dict[str, Any] = {
         "review_memory": review,
         "interrupt_before": _check_nodes(interrupt_before or []),
         "interrupt_after": _check_nodes(interrupt_after or []),
+        "durability": _check_durability(durability),
     }
     one_shot = _read_stdin() if message == "-" else message
 
@@ -145,6 +170,7 @@ def chat(
                 await _converse(cm, thread, user, one_shot, options)
                 return
             console.print(f"[bold]convomem[/] — thread [cyan]{thread}[/]; Ctrl-D or /quit to leave.")
+            await _finish_pending(cm, thread, user)
             while True:
                 try:
                     text = input("you> ")
