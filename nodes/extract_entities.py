@@ -139,12 +139,12 @@ def make_extract_entities(model: BaseChatModel, *, max_attempts: int = 3) -> Nod
         latest = newest_human(state["messages"])
         if latest is None or latest.id is None or runtime.store is None:
             return {}
-        user_id = runtime.context.user_id
+        user_id = state.get("user_id") or runtime.context.user_id
         if await runtime.store.aget(extracted_namespace(user_id), latest.id) is not None:
             return {}
         proposal: dict[str, Any] = await propose_entities(text_of(latest))
         entities: list[dict[str, Any]] = proposal["entities"]
-        if runtime.context.review_memory and entities:
+        if state.get("review_memory", runtime.context.review_memory) and entities:
             decision = interrupt({"type": "memory_review", "message_id": latest.id, "entities": entities})
             entities = apply_review(decision, entities)
         thread_id = str(get_config().get("configurable", {}).get("thread_id", ""))

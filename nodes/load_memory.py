@@ -57,13 +57,14 @@ def format_memory(records: list[EntityRecord], max_tokens: int) -> tuple[str, li
 def make_load_memory(*, candidates: int = 200) -> Node:
     async def load_memory(state: State, runtime: Runtime[Context]) -> Update:
         """Memory for respond: the user's entities ranked against the newest message, within budget."""
+        turn = {"user_id": runtime.context.user_id, "review_memory": runtime.context.review_memory}
         if runtime.store is None:
-            return {"memory_context": "", "memory_keys": []}
+            return {**turn, "memory_context": "", "memory_keys": []}
         items = await runtime.store.asearch(entity_namespace(runtime.context.user_id), limit=candidates)
         records = [EntityRecord.model_validate(item.value) for item in items]
         latest = newest_human(state["messages"])
         ranked = rank_entities(records, text_of(latest) if latest else "")
         context, used = format_memory(ranked, runtime.context.memory_tokens)
-        return {"memory_context": context, "memory_keys": used}
+        return {**turn, "memory_context": context, "memory_keys": used}
 
     return load_memory

@@ -16,11 +16,17 @@ __all__ = ["Context", "Node", "State", "Update", "newest_human"]
 
 
 class State(TypedDict):
-    """Checkpointed per thread; `messages` is only the working set, never the whole conversation."""
+    """Checkpointed per thread; `messages` is only the working set, never the whole conversation.
+
+    `user_id` and `review_memory` are the turn's context as load_memory saw it: a resumed or replayed
+    node acts for the user who started the turn even when the resuming call sends no context.
+    """
 
     messages: Annotated[list[AnyMessage], add_messages]
     summary: NotRequired[str]
     summarized_ids: NotRequired[list[str]]
+    user_id: NotRequired[str]
+    review_memory: NotRequired[bool]
     memory_context: NotRequired[str]
     memory_keys: NotRequired[list[str]]
     extraction: NotRequired[dict[str, Any]]

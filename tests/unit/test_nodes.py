@@ -167,11 +167,15 @@ async def test_load_memory_with_no_budget_no_entities_or_no_store_is_empty() -> 
     store = InMemoryStore()
     await put_records(store, "u1", stored_record("Acme"))
     messages = [HumanMessage("Acme?", id="h1")]
-    empty = {"memory_context": "", "memory_keys": []}
+    empty = {"memory_context": "", "memory_keys": [], "review_memory": False}
     load = make_load_memory()
-    assert await load(state(messages), runtime=runtime(store, user_id="u1", memory_tokens=0)) == empty
-    assert await load(state(messages), runtime=runtime(store, user_id="nobody")) == empty
-    assert await load(state(messages), runtime=runtime(None, user_id="u1")) == empty
+    no_budget = await load(state(messages), runtime=runtime(store, user_id="u1", memory_tokens=0))
+    assert no_budget == {**empty, "user_id": "u1"}
+    assert await load(state(messages), runtime=runtime(store, user_id="nobody")) == {
+        **empty,
+        "user_id": "nobody",
+    }
+    assert await load(state(messages), runtime=runtime(None, user_id="u1")) == {**empty, "user_id": "u1"}
 
 
 @pytest.mark.xfail(
