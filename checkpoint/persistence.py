@@ -8,17 +8,17 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from psycopg import AsyncConnection, OperationalError
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from checkpoint.saver import ConvomemSaver
+from checkpoint.serde import make_serializer
 from nodes.errors import DatabaseUnavailable
 
-__all__ = ["Persistence", "describe_url", "open_persistence", "setup_database", "strict_serializer"]
+__all__ = ["Persistence", "describe_url", "open_persistence", "setup_database"]
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
@@ -28,13 +28,8 @@ class Persistence:
     """The three things every graph run needs from Postgres, sharing one pool."""
 
     pool: Pool
-    checkpointer: AsyncPostgresSaver
+    checkpointer: ConvomemSaver
     store: AsyncPostgresStore
-
-
-def strict_serializer() -> JsonPlusSerializer:
-    """Msgpack limited to LangGraph's safe allow-list (messages, datetimes, ...): no arbitrary imports."""
-    return JsonPlusSerializer(allowed_msgpack_modules=None)
 
 
 def describe_url(url: str) -> str:
@@ -95,7 +90,7 @@ async def open_persistence(
     async with open_pool(url, **pool_options) as pool:
         persistence = Persistence(
             pool=pool,
-            checkpointer=AsyncPostgresSaver(pool, serde=strict_serializer()),
+            checkpointer=ConvomemSaver(pool, serde=make_serializer()),
             store=AsyncPostgresStore(pool),
         )
         try:
