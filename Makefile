@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo chat server test test-local lint bench-quick clean
+.PHONY: demo chat server test test-local lint pgbouncer clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,13 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# PgBouncer (Debian's package) for the transaction-pooling test; installed when missing and we may.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+	  { echo "installing pgbouncer for the PgBouncer test..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
+
+test: lint pgbouncer
 	$(BIN)/python -m pytest
 
 test-local: $(VENV)/.dev-installed $(VENV)/.local-installed

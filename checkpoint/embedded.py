@@ -44,6 +44,8 @@ def start_embedded(data_dir: Path) -> str:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             server = get_server(_pgdata(data_dir), cleanup_mode=None)
+            if _running_uri(data_dir) is None:  # a handle cached by this process outlives a stop
+                server.start()
         return str(server.get_uri())
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
         raise DatabaseUnavailable(

@@ -1,0 +1,136 @@
+"""Connection faults: killed backends, a restarted server, a long model wait, PgBouncer in transaction mode."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from checkpoint.embedded import start_embedded, stop_embedded
+from graphs.api import open_convomem
+from graphs.settings import Settings
+from tests.fake_openai import FakeOpenAIServer
+
+
+def terminate_backends(database_url: str) -> int:
+    """pg_terminate_backend on every other session of the test database: what a failover or idle reaper does."""
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        row = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def message_count(database_url: str, thread: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = ''", (thread,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_pool_recovers_after_its_connections_are_terminated(settings: Settings, database_url: str) -> None:
+    async with open_convomem(settings) as cm:
+        await cm.send("t", "Hello, I am Alice.")
+        assert terminate_backends(database_url) >= 1
+        end = await cm.send("t", "Still there?")
+        assert end.reply is not None and not end.next_nodes
+        assert [m.type for m in (await cm.state("t")).values["messages"]] == ["human", "ai", "human", "ai"]
+
+
+async def test_connections_killed_during_a_long_model_wait_do_not_fail_the_turn(
+    settings: Settings, database_url: str, fake_model: FakeOpenAIServer
+) -> None:
+    async with open_convomem(settings) as cm:
+        await cm.send("t", "Hello, I am Alice.")
+        fake_model.set_delay("respond", 2.0)
+        turn = asyncio.create_task(cm.send("t", "Tell me something slow."))
+        while not fake_model.requests_of("respond")[1:]:
+            await asyncio.sleep(0.05)
+        assert terminate_backends(database_url) >= 1  # the pool's idle connections die mid-wait
+        end = await turn
+        assert end.reply is not None and not end.next_nodes
+        assert len((await cm.state("t")).values["messages"]) == 4
+
+
+async def test_pool_recovers_after_a_postgres_restart(
+    settings: Settings, postgres_root: tuple[Path, str]
+) -> None:
+    data_dir, _ = postgres_root
+    async with open_convomem(settings) as cm:
+        await cm.send("t", "Hello, I am Alice.")
+        await asyncio.to_thread(stop_embedded, data_dir)
+        await asyncio.to_thread(start_embedded, data_dir)
+        end = await cm.send("t", "Back again.")
+        assert end.reply is not None and not end.next_nodes
+        assert len((await cm.state("t")).values["messages"]) == 4
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def pgbouncer_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """PgBouncer in transaction pooling mode in front of the test database (Debian's pgbouncer)."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not Path(binary).exists():
+        pytest.fail("pgbouncer is not installed: `apt-get install pgbouncer` (.ci/run does it)")
+    target = conninfo_to_dict(database_url)
+    port = _free_port()
+    workdir = tmp_path / "pgbouncer"
+    workdir.mkdir()
+    (workdir / "pgbouncer.ini").write_text(
+        f"[databases]\n{target['dbname']} = host={target['host']} dbname={target['dbname']} user=postgres\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = trust\nauth_file = " + str(workdir / "users.txt") + "\n"
+        "pool_mode = transaction\nmax_client_conn = 100\ndefault_pool_size = 5\n"
+        "ignore_startup_parameters = extra_float_digits,options\n"
+    )
+    (workdir / "users.txt").write_text('"postgres" ""\n')
+    run_as = "pgserver" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+    shutil.chown(workdir, user=run_as)
+    for child in workdir.iterdir():
+        shutil.chown(child, user=run_as)
+    command = [binary, str(workdir / "pgbouncer.ini")]
+    if os.geteuid() == 0:
+        command[1:1] = ["-u", run_as]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/{target['dbname']}"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def test_works_behind_pgbouncer_in_transaction_mode(
+    settings: Settings, pgbouncer_url: str, database_url: str
+) -> None:
+    """No prepared statements (prepare_threshold=None): every turn works through transaction pooling."""
+    behind = settings.model_copy(update={"database_url": pgbouncer_url})
+    async with open_convomem(behind) as first, open_convomem(behind) as second:
+        for turn in range(3):
+            await first.send("a", f"Turn {turn} on thread a, I am Alice.")
+            await second.send("b", f"Turn {turn} on thread b, I am Bob.")
+        assert len((await first.state("a")).values["messages"]) == 6
+        assert {e.value for e in await second.entities()} >= {"Alice", "Bob"}
+    assert message_count(database_url, "a") > 0
