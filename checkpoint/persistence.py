@@ -14,6 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from checkpoint.migrations import apply_migrations
 from checkpoint.saver import ConvomemSaver
 from checkpoint.serde import make_serializer
 from nodes.errors import DatabaseUnavailable
@@ -78,9 +79,13 @@ async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> A
 
 
 async def setup_database(persistence: Persistence) -> None:
-    """Create or migrate every table convomem uses; safe to run any number of times."""
+    """Create or migrate every table convomem uses; safe to run any number of times.
+
+    Upstream's tables first: convomem's own migrations index and extend them.
+    """
     await persistence.checkpointer.setup()
     await persistence.store.setup()
+    await apply_migrations(persistence.pool)
 
 
 @asynccontextmanager

@@ -8,9 +8,11 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from checkpoint.migrations import AppliedMigration, applied_migrations, pending_migrations
+
 __all__ = ["DatabaseStatus", "TableSize", "database_status"]
 
-MIGRATION_TABLES = ("checkpoint_migrations", "store_migrations", "vector_migrations")
+MIGRATION_TABLES = ("checkpoint_migrations", "store_migrations", "vector_migrations", "convomem_migrations")
 
 
 @dataclass(frozen=True)
@@ -25,9 +27,14 @@ class DatabaseStatus:
     server_version: str
     migrations: dict[str, int]
     tables: list[TableSize]
+    project_migrations: tuple[AppliedMigration, ...] = ()
+    """convomem's own named migrations, as recorded (oldest first)."""
+    pending_migrations: tuple[str, ...] = ()
+    """Known project migrations not applied yet: `convomem db setup` applies them."""
 
 
 async def database_status(pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> DatabaseStatus:
+    """Read-only: safe on a database setup never ran on (everything shows as missing or pending)."""
     async with pool.connection() as conn:
         version = await (await conn.execute("SHOW server_version")).fetchone()
         rows = await (
@@ -47,8 +54,11 @@ async def database_status(pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -
             if table in names:
                 found = await (await conn.execute(f"SELECT count(*) AS n FROM {table}")).fetchone()
                 migrations[table] = int(found["n"]) if found else 0
+    applied = await applied_migrations(pool)
     return DatabaseStatus(
         server_version=str(version["server_version"]) if version else "?",
         migrations=migrations,
         tables=[TableSize(name=r["name"], rows=max(int(r["rows"]), 0), bytes=int(r["bytes"])) for r in rows],
+        project_migrations=tuple(applied),
+        pending_migrations=tuple(pending_migrations(applied)),
     )

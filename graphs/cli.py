@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from checkpoint.embedded import embedded_status, start_embedded, stop_embedded
 from checkpoint.persistence import describe_url, open_persistence
+from checkpoint.retention import Strategy, parse_duration, prune_threads
 from checkpoint.status import database_status
 from graphs.api import Convomem, PendingInterrupt, open_convomem
 from graphs.cli_render import (
@@ -21,6 +22,7 @@ from graphs.cli_render import (
     render_entities,
     render_history,
     render_interrupts,
+    render_prune,
     render_status,
     render_threads,
     stream_events,
@@ -65,6 +67,11 @@ def _run(work: Callable[[Settings], Coroutine[Any, Any, int | None]]) -> None:
         raise typer.Exit(130) from None
     if code:
         raise typer.Exit(code)
+
+
+def _usage_error(message: str) -> typer.Exit:
+    errors.print(f"[red]error:[/] {message}")
+    return typer.Exit(1)
 
 
 def _read_stdin() -> str:
@@ -295,6 +302,36 @@ def db_status() -> None:
         async with open_persistence(url, setup=False) as persistence:
             render_status(describe_url(url), await database_status(persistence.pool))
         return 0
+
+    _run(work)
+
+
+@db_app.command("prune")
+def db_prune(
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age of a thread's newest checkpoint: 30d, 12h, 90m, 2w.")
+    ],
+    strategy: Annotated[
+        str, typer.Option(help="keep_latest (keep each thread's latest state) or delete (whole thread).")
+    ] = "keep_latest",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; change nothing.")] = False,
+) -> None:
+    """Prune checkpoints of idle threads (never one waiting on an interrupt or running)."""
+    if strategy not in get_args(Strategy):
+        raise _usage_error(f"Unknown strategy {strategy!r}: choose keep_latest or delete.")
+
+    async def work(settings: Settings) -> None:
+        age = parse_duration(older_than)
+        url = settings.database_url or start_embedded(settings.data_dir)
+        async with open_persistence(url, setup=False) as persistence:
+            report = await prune_threads(
+                persistence.pool,
+                persistence.checkpointer,
+                older_than=age,
+                strategy=cast(Strategy, strategy),
+                dry_run=dry_run,
+            )
+        render_prune(report)
 
     _run(work)
 

@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from checkpoint.retention import PruneReport
 from checkpoint.status import DatabaseStatus
 from checkpoint.threads import ThreadSummary
 from graphs.api import CheckpointInfo, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
@@ -18,6 +19,7 @@ __all__ = [
     "render_entities",
     "render_history",
     "render_interrupts",
+    "render_prune",
     "render_status",
     "render_threads",
     "stream_events",
@@ -66,6 +68,29 @@ def render_interrupts(interrupts: tuple[PendingInterrupt, ...]) -> None:
             console.print(f"[yellow]interrupt[/] {json.dumps(value, default=str)}")
 
 
+def render_prune(report: PruneReport) -> None:
+    verb = "would prune" if report.dry_run else "pruned"
+    console.print(
+        f"{verb} {len(report.pruned)} of {report.examined} threads idle since "
+        f"{report.cutoff:%Y-%m-%d %H:%M} UTC ({report.strategy}): {report.checkpoints} checkpoints, "
+        f"{report.bytes / 1024:.0f} KiB"
+    )
+    if report.pruned:
+        table = Table("thread", "checkpoints", "KiB")
+        for thread in report.pruned:
+            table.add_row(thread.thread_id, str(thread.checkpoints), f"{thread.bytes / 1024:.0f}")
+        console.print(table)
+    reasons = {
+        "interrupt": "waits for an answer — `convomem resume --thread {thread}`",
+        "running": "a run is in progress",
+    }
+    for skipped in report.skipped:
+        why = reasons.get(skipped.reason, "{detail}").format(thread=skipped.thread_id, detail=skipped.detail)
+        console.print(f"skipped {skipped.thread_id}: {why}")
+    if report.dry_run:
+        console.print("dry run: nothing changed")
+
+
 def render_threads(threads: list[ThreadSummary]) -> None:
     table = Table("thread", "checkpoints", "updated")
     for thread in threads:
@@ -103,7 +128,11 @@ def render_entities(entities: list[EntityRecord]) -> None:
 
 def render_status(where: str, status: DatabaseStatus) -> None:
     console.print(f"Postgres {status.server_version} at {where}")
-    console.print("migrations: " + ", ".join(f"{k}={v}" for k, v in status.migrations.items()))
+    console.print("upstream migrations: " + ", ".join(f"{k}={v}" for k, v in status.migrations.items()))
+    for applied in status.project_migrations:
+        console.print(f"project migration {applied.name}: applied {applied.applied_at:%Y-%m-%d %H:%M}")
+    if status.pending_migrations:
+        console.print(f"[yellow]pending: {', '.join(status.pending_migrations)}[/] — run `convomem db setup`")
     table = Table("table", "rows (est.)", "size")
     for size in status.tables:
         table.add_row(size.name, str(size.rows), f"{size.bytes / 1024:.0f} KiB")
