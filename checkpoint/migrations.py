@@ -18,6 +18,8 @@ from psycopg import AsyncConnection, OperationalError, sql
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from checkpoint.locks import RUN_REQUESTS_DDL
+
 __all__ = [
     "MIGRATIONS",
     "AppliedMigration",
@@ -68,6 +70,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "convomem_checkpoints_run_id_idx",
         "ON checkpoints ((metadata ->> 'run_id')) WHERE metadata ? 'run_id'",
     ),
+    # Stop requests from a newer message to the run holding a thread (on_busy rollback / interrupt).
+    Migration("0002_run_requests", (RUN_REQUESTS_DDL,)),
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
@@ -18,7 +18,15 @@ from psycopg import OperationalError
 
 from checkpoint.embedded import start_embedded
 from checkpoint.ids import validate_id
-from checkpoint.persistence import Persistence, open_persistence
+from checkpoint.locks import (
+    BUSY_TIMEOUT,
+    RUN_ID_KEY,
+    OnBusy,
+    ThreadWriter,
+    hold_thread,
+    is_thread_busy,
+)
+from checkpoint.persistence import Persistence, Pool, open_persistence, open_pool
 from checkpoint.threads import ThreadSummary, discard_run, list_threads, pending_write_keys
 from graphs.conversation import build_graph
 from graphs.models import shared_chat_model
@@ -29,6 +37,7 @@ from nodes.errors import (
     InvalidInput,
     ModelUnavailable,
     NothingToResume,
+    RunCancelled,
     UnknownCheckpoint,
 )
 from nodes.extract_entities import check_review_answer
@@ -37,8 +46,10 @@ from nodes.prompts import DEFAULT_INSTRUCTIONS
 from nodes.state import Context, State
 
 __all__ = [
+    "MAX_CONCURRENT_RUNS",
     "CheckpointInfo",
     "Convomem",
+    "OnBusy",
     "PendingInterrupt",
     "ReplyToken",
     "TurnEnded",
@@ -50,6 +61,8 @@ __all__ = [
 USER_KEY = "convomem_user_id"
 REVIEW_KEY = "convomem_review_memory"
 """Checkpoint metadata keys: how a thread's run was started, so resume, replay and fork go on alike."""
+MAX_CONCURRENT_RUNS = 16
+"""Default size of the lock pool: runs one process can have in flight at once, each holding a connection."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,18 @@ class CheckpointInfo:
     messages: int
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What a run will do, decided while holding the thread's lock."""
+
+    graph_input: Any
+    config: RunnableConfig
+    context: Context
+    interrupt_before: Sequence[str] = ()
+    interrupt_after: Sequence[str] = ()
+    durability: Durability | None = None
+
+
 def _interrupts(snapshot: StateSnapshot) -> tuple[PendingInterrupt, ...]:
     return tuple(PendingInterrupt(id=i.id, value=i.value) for i in snapshot.interrupts)
 
@@ -107,11 +132,17 @@ class Convomem:
     """One process's handle on the graph and its persistence; every method is safe to call per request."""
 
     def __init__(
-        self, graph: CompiledStateGraph[Any, Any, Any, Any], persistence: Persistence, settings: Settings
+        self,
+        graph: CompiledStateGraph[Any, Any, Any, Any],
+        persistence: Persistence,
+        settings: Settings,
+        lock_pool: Pool,
     ):
         self.graph = graph
         self.persistence = persistence
         self.settings = settings
+        self.lock_pool = lock_pool
+        """Connections that hold thread locks during runs, apart from the pool the runs query through."""
 
     # -- input checks -------------------------------------------------------------------------
     def context(self, user_id: str | None = None, *, review_memory: bool = False) -> Context:
@@ -150,6 +181,11 @@ class Convomem:
         return {"configurable": configurable}
 
     # -- runs ---------------------------------------------------------------------------------
+    # Every run holds its thread's lock (checkpoint.locks) from before its checks until it ends, so one
+    # thread has one writer at a time across processes. `on_busy` says what to do when another run holds
+    # it: "reject" raises ThreadBusy; "enqueue" waits up to `busy_timeout` seconds; "rollback" stops that
+    # run at once and deletes what it wrote; "interrupt" stops it after its current step and keeps its
+    # checkpoints. The stopped run's caller gets RunCancelled.
     async def chat(
         self,
         thread_id: str,
@@ -160,26 +196,41 @@ class Convomem:
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
         durability: Durability | None = None,
+        on_busy: OnBusy = "reject",
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
         """Send one user message and stream the reply; the thread is untouched if the turn fails.
 
         `durability` overrides the setting for this run ("sync" writes each checkpoint before the next
         step; "async" overlaps the write with the next step; "exit" writes only when the run stops).
+
+        A thread that waits for a resume refuses new messages, except when this message stopped the run
+        that left it so (rollback or interrupt): then the message supersedes the unfinished turn. After an
+        interrupt the thread holds the stopped turn's user message (and its reply, if respond finished);
+        the new message is added after it and LangGraph drops the stopped turn's pending steps, so the
+        reply answers both messages, as LangGraph Server's interrupt does. (After a rollback, a pending
+        state can only remain if the stopped process died before undoing its run; it is superseded too.)
         """
         config = self.config(thread_id)
         self.check_message(text)
-        snapshot = await self.state(thread_id)
-        context = self._context_of(snapshot, user_id, review_memory)
-        if snapshot.interrupts or snapshot.next:
-            waiting = "an answer to an interrupt" if snapshot.interrupts else "its unfinished turn to resume"
-            raise InvalidInput(
-                f"Thread {thread_id!r} waits for {waiting}: run "
-                f"`convomem resume --thread {thread_id}` first (add --value for a review)."
+
+        async def plan(writer: ThreadWriter) -> _Run:
+            snapshot = await self.state(thread_id)
+            context = self._context_of(snapshot, user_id, review_memory)
+            if (snapshot.interrupts or snapshot.next) and writer.took_over is None:
+                waiting = (
+                    "an answer to an interrupt" if snapshot.interrupts else "its unfinished turn to resume"
+                )
+                raise InvalidInput(
+                    f"Thread {thread_id!r} waits for {waiting}: run "
+                    f"`convomem resume --thread {thread_id}` first (add --value for a review)."
+                )
+            message = HumanMessage(content=text, id=str(uuid.uuid4()))
+            return _Run(
+                {"messages": [message]}, config, context, interrupt_before, interrupt_after, durability
             )
-        message = HumanMessage(content=text, id=str(uuid.uuid4()))
-        async for event in self._run(
-            {"messages": [message]}, config, context, interrupt_before, interrupt_after, durability
-        ):
+
+        async for event in self._locked_run(thread_id, on_busy, busy_timeout, plan):
             yield event
 
     async def resume(
@@ -190,44 +241,73 @@ class Convomem:
         user_id: str | None = None,
         review_memory: bool | None = None,
         durability: Durability | None = None,
+        on_busy: OnBusy = "reject",
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
         """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
 
         The run goes on as it started: same user, same review setting (kept in checkpoint metadata).
         """
         config = self.config(thread_id)
-        snapshot = await self.state(thread_id)
-        context = self._context_of(snapshot, user_id, review_memory)
-        if snapshot.interrupts:
-            answer = "approve" if value is None else value
-            check_review_answer(snapshot.interrupts, answer)
-            graph_input: Any = Command(resume=answer)
-        elif snapshot.next:
-            graph_input = None
-        else:
-            raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
-        async for event in self._run(graph_input, config, context, (), (), durability):
+
+        async def plan(writer: ThreadWriter) -> _Run:
+            snapshot = await self.state(thread_id)
+            context = self._context_of(snapshot, user_id, review_memory)
+            if snapshot.interrupts:
+                answer = "approve" if value is None else value
+                check_review_answer(snapshot.interrupts, answer)
+                graph_input: Any = Command(resume=answer)
+            elif snapshot.next:
+                graph_input = None
+            else:
+                raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
+            return _Run(graph_input, config, context, durability=durability)
+
+        async for event in self._locked_run(thread_id, on_busy, busy_timeout, plan):
             yield event
 
     async def replay(
-        self, thread_id: str, checkpoint_id: str, *, user_id: str | None = None
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        *,
+        user_id: str | None = None,
+        on_busy: OnBusy = "reject",
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
         """Re-run the graph from a past checkpoint; the newer history stays reachable as another branch."""
-        config = await self._known_checkpoint(thread_id, checkpoint_id)
-        context = self._context_of(await self.graph.aget_state(config), user_id, None)
-        async for event in self._run(None, config, context, (), ()):
+        validate_id(thread_id)
+
+        async def plan(writer: ThreadWriter) -> _Run:
+            config = await self._known_checkpoint(thread_id, checkpoint_id)
+            context = self._context_of(await self.graph.aget_state(config), user_id, None)
+            return _Run(None, config, context)
+
+        async for event in self._locked_run(thread_id, on_busy, busy_timeout, plan):
             yield event
 
     async def fork(
-        self, thread_id: str, checkpoint_id: str, text: str, *, user_id: str | None = None
+        self,
+        thread_id: str,
+        checkpoint_id: str,
+        text: str,
+        *,
+        user_id: str | None = None,
+        on_busy: OnBusy = "reject",
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
         """Branch from a past checkpoint with a different message (update_state, then continue)."""
+        validate_id(thread_id)
         self.check_message(text)
-        config = await self._known_checkpoint(thread_id, checkpoint_id)
-        context = self._context_of(await self.graph.aget_state(config), user_id, None)
-        message = HumanMessage(content=text, id=str(uuid.uuid4()))
-        branch = await self.graph.aupdate_state(config, {"messages": [message]}, as_node="__start__")
-        async for event in self._run(None, branch, context, (), ()):
+
+        async def plan(writer: ThreadWriter) -> _Run:
+            config = await self._known_checkpoint(thread_id, checkpoint_id)
+            context = self._context_of(await self.graph.aget_state(config), user_id, None)
+            message = HumanMessage(content=text, id=str(uuid.uuid4()))
+            branch = await self.graph.aupdate_state(config, {"messages": [message]}, as_node="__start__")
+            return _Run(None, branch, context)
+
+        async for event in self._locked_run(thread_id, on_busy, busy_timeout, plan):
             yield event
 
     async def send(self, thread_id: str, text: str, **options: Any) -> TurnEnded:
@@ -242,37 +322,51 @@ class Convomem:
             review_memory=bool(metadata.get(REVIEW_KEY)) if review is None else review,
         )
 
-    async def _run(
+    async def _locked_run(
         self,
-        graph_input: Any,
-        config: RunnableConfig,
-        context: Context,
-        interrupt_before: Sequence[str],
-        interrupt_after: Sequence[str],
-        durability: Durability | None = None,
+        thread_id: str,
+        on_busy: OnBusy,
+        busy_timeout: float,
+        plan: Callable[[ThreadWriter], Awaitable[_Run]],
     ) -> AsyncIterator[TurnEvent]:
-        thread_id = config["configurable"]["thread_id"]
+        """Take the thread's lock, decide the run from the state found under it, run it."""
+        async with hold_thread(
+            self.lock_pool, thread_id, on_busy=on_busy, busy_timeout=busy_timeout
+        ) as writer:
+            run = await plan(writer)
+            async for event in self._run(run, writer):
+                yield event
+
+    async def _run(self, run: _Run, writer: ThreadWriter) -> AsyncIterator[TurnEvent]:
+        thread_id = writer.thread_id
         head = (await self.graph.aget_state(self.config(thread_id))).config
         head_id = (head or {}).get("configurable", {}).get("checkpoint_id")
         head_writes = await pending_write_keys(self.persistence.pool, thread_id, head_id)
+        context = run.context
+        run_id = str(uuid.uuid4())
+        writer.start_run(run_id, head_id)
         run_config: RunnableConfig = {
-            **config,
-            "metadata": {USER_KEY: context.user_id, REVIEW_KEY: context.review_memory},
+            **run.config,
+            "metadata": {USER_KEY: context.user_id, REVIEW_KEY: context.review_memory, RUN_ID_KEY: run_id},
         }
+        events = self.graph.astream(
+            run.graph_input,
+            run_config,
+            context=context,
+            stream_mode=["messages", "checkpoints"],
+            durability=run.durability or self.settings.durability,
+            interrupt_before=list(run.interrupt_before) or None,
+            interrupt_after=list(run.interrupt_after) or None,
+        )
         try:
-            async for chunk, metadata in self.graph.astream(
-                graph_input,
-                run_config,
-                context=context,
-                stream_mode="messages",
-                durability=durability or self.settings.durability,
-                interrupt_before=list(interrupt_before) or None,
-                interrupt_after=list(interrupt_after) or None,
+            async for mode, payload in writer.stream(
+                cast(AsyncGenerator[tuple[str, Any], None], events), step_done=_is_step_done
             ):
-                if _is_reply_token(chunk, metadata):
-                    yield ReplyToken(cast(AIMessageChunk, chunk).text)
+                if mode == "messages" and _is_reply_token(*payload):
+                    yield ReplyToken(cast(AIMessageChunk, payload[0]).text)
         except Exception as error:
-            await discard_run(self.persistence.pool, thread_id, head_id, head_writes)
+            if not (isinstance(error, RunCancelled) and error.kept_progress):
+                await discard_run(self.persistence.pool, thread_id, head_id, head_writes)
             raise _user_facing(error) from error
         snapshot = await self.state(thread_id)
         yield TurnEnded(
@@ -285,6 +379,10 @@ class Convomem:
     # -- inspection ---------------------------------------------------------------------------
     async def state(self, thread_id: str) -> StateSnapshot:
         return await self.graph.aget_state(self.config(thread_id))
+
+    async def busy(self, thread_id: str) -> bool:
+        """True while a run, in any process, holds the thread."""
+        return await is_thread_busy(self.persistence.pool, validate_id(thread_id))
 
     async def pending_interrupts(self, thread_id: str) -> tuple[PendingInterrupt, ...]:
         return _interrupts(await self.state(thread_id))
@@ -343,6 +441,11 @@ class Convomem:
         return config
 
 
+def _is_step_done(event: tuple[str, Any]) -> bool:
+    """A "checkpoints" event: the previous step's state is saved, the next step not started."""
+    return event[0] == "checkpoints"
+
+
 def _is_reply_token(chunk: Any, metadata: Any) -> bool:
     """Only respond's tokens reach the user; the memory nodes' model calls stay silent."""
     return (
@@ -375,18 +478,25 @@ def _user_facing(error: Exception) -> Exception:
 
 @asynccontextmanager
 async def open_convomem(
-    settings: Settings | None = None, *, model: BaseChatModel | None = None
+    settings: Settings | None = None,
+    *,
+    model: BaseChatModel | None = None,
+    max_concurrent_runs: int = MAX_CONCURRENT_RUNS,
 ) -> AsyncIterator[Convomem]:
-    """Start what is needed (embedded Postgres, local model) and yield a ready Convomem."""
+    """Start what is needed (embedded Postgres, local model) and yield a ready Convomem.
+
+    `max_concurrent_runs` sizes the separate pool of lock connections (one held per running turn).
+    """
     settings = settings or Settings()
     url = settings.database_url or start_embedded(settings.data_dir)
     async with AsyncExitStack() as stack:
         persistence = await stack.enter_async_context(open_persistence(url))
+        lock_pool = await stack.enter_async_context(open_pool(url, max_size=max_concurrent_runs))
         chat_model = model or shared_chat_model(settings)
         graph = build_graph(chat_model, max_attempts=settings.model_retries).compile(
             checkpointer=persistence.checkpointer, store=persistence.store, name="convomem"
         )
-        yield Convomem(graph, persistence, settings)
+        yield Convomem(graph, persistence, settings, lock_pool)
 
 
 _ = State  # the graph's state type, re-exported for API users through graphs.state

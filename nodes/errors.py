@@ -9,7 +9,9 @@ __all__ = [
     "InvalidInput",
     "ModelUnavailable",
     "NothingToResume",
+    "RunCancelled",
     "ThreadBusy",
+    "TooManyRuns",
     "UnknownCheckpoint",
 ]
 
@@ -44,3 +46,19 @@ class NothingToResume(ConvomemError):
 
 class ThreadBusy(ConvomemError):
     """Another run holds the thread."""
+
+
+class RunCancelled(ConvomemError):
+    """A run stopped before its end because a newer message on the thread took over (on-busy rollback or
+    interrupt), or because the lock that made it the thread's only writer was lost."""
+
+    kept_progress: bool
+    """True when the run's saved checkpoints stay (interrupt, lost lock); False when undone (rollback)."""
+
+    def __init__(self, message: str, *, kept_progress: bool) -> None:
+        super().__init__(message)
+        self.kept_progress = kept_progress
+
+
+class TooManyRuns(ConvomemError):
+    """This process already runs as many turns at once as its lock pool allows."""

@@ -1,4 +1,4 @@
-"""Connection faults: killed backends, a restarted server, a long model wait, PgBouncer in transaction mode."""
+"""Connection faults: killed backends, a restarted server, a long model wait, PgBouncer (transaction mode)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.fake_openai import FakeOpenAIServer
 
 
 def terminate_backends(database_url: str) -> int:
-    """pg_terminate_backend on every other session of the test database: what a failover or idle reaper does."""
+    """pg_terminate_backend on every other session of the test database, as a failover or idle reaper does."""
     with psycopg.connect(database_url, autocommit=True) as admin:
         row = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -40,7 +40,9 @@ def message_count(database_url: str, thread: str) -> int:
     return int(row[0]) if row else 0
 
 
-async def test_pool_recovers_after_its_connections_are_terminated(settings: Settings, database_url: str) -> None:
+async def test_pool_recovers_after_its_connections_are_terminated(
+    settings: Settings, database_url: str
+) -> None:
     async with open_convomem(settings) as cm:
         await cm.send("t", "Hello, I am Alice.")
         assert terminate_backends(database_url) >= 1
