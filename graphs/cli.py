@@ -11,8 +11,9 @@ from typing import Annotated, Any, cast, get_args
 import typer
 from pydantic import ValidationError
 
-from checkpoint.embedded import embedded_status, start_embedded, stop_embedded
-from checkpoint.persistence import describe_url, open_persistence
+from checkpoint.embedded import embedded_status, stop_embedded
+from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
+from checkpoint.persistence import describe_url
 from checkpoint.retention import Strategy, parse_duration, prune_threads
 from checkpoint.status import database_status
 from graphs.api import Convomem, PendingInterrupt, open_convomem
@@ -28,6 +29,7 @@ from graphs.cli_render import (
     stream_events,
 )
 from graphs.conversation import NODES
+from graphs.database import database_url, open_database
 from graphs.settings import Durability, Settings
 from nodes.errors import ConfigError, ConvomemError, InvalidInput
 
@@ -45,6 +47,17 @@ app.add_typer(db_app, name="db")
 Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
 Checkpoint = Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint id (see `history`).")]
+OnBusyOption = Annotated[
+    str,
+    typer.Option(
+        "--on-busy",
+        help="When another run holds the thread: reject | enqueue (wait) | rollback (cancel it) | "
+        "interrupt (stop it, keep its progress).",
+    ),
+]
+BusyTimeout = Annotated[
+    float, typer.Option("--busy-timeout", min=0, help="Seconds --on-busy enqueue waits for the thread.")
+]
 
 
 def _settings() -> Settings:
@@ -69,11 +82,6 @@ def _run(work: Callable[[Settings], Coroutine[Any, Any, int | None]]) -> None:
         raise typer.Exit(code)
 
 
-def _usage_error(message: str) -> typer.Exit:
-    errors.print(f"[red]error:[/] {message}")
-    return typer.Exit(1)
-
-
 def _read_stdin() -> str:
     try:
         return sys.stdin.buffer.read().decode("utf-8")
@@ -86,6 +94,10 @@ def _check_nodes(names: list[str]) -> list[str]:
     if unknown:
         raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(NODES)}.")
     return names
+
+
+def _busy(on_busy: str, busy_timeout: float) -> dict[str, Any]:
+    return {"on_busy": check_on_busy(on_busy), "busy_timeout": busy_timeout}
 
 
 def _check_durability(value: str | None) -> Durability | None:
@@ -160,17 +172,20 @@ def chat(
     durability: Annotated[
         str | None, typer.Option(help="sync (default) | async | exit: when checkpoints are written.")
     ] = None,
+    on_busy: OnBusyOption = "reject",
+    busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
     """Chat on a thread; the reply streams. Without --message, an interactive session (Ctrl-D quits)."""
-    options: dict[str, Any] = {
-        "review_memory": review,
-        "interrupt_before": _check_nodes(interrupt_before or []),
-        "interrupt_after": _check_nodes(interrupt_after or []),
-        "durability": _check_durability(durability),
-    }
-    one_shot = _read_stdin() if message == "-" else message
 
     async def work(settings: Settings) -> None:
+        options: dict[str, Any] = {
+            "review_memory": review,
+            "interrupt_before": _check_nodes(interrupt_before or []),
+            "interrupt_after": _check_nodes(interrupt_after or []),
+            "durability": _check_durability(durability),
+            **_busy(on_busy, busy_timeout),
+        }
+        one_shot = _read_stdin() if message == "-" else message
         async with open_convomem(settings) as cm:
             if one_shot is not None:
                 cm.check_message(one_shot)
@@ -205,13 +220,16 @@ def resume(
     value: Annotated[
         str | None, typer.Option("--value", help="Answer to the interrupt: approve, reject or JSON.")
     ] = None,
+    on_busy: OnBusyOption = "reject",
+    busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
     """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short."""
-    parsed = _parse_value(value)
 
     async def work(settings: Settings) -> None:
+        parsed = _parse_value(value)
+        busy = _busy(on_busy, busy_timeout)
         async with open_convomem(settings) as cm:
-            await stream_events(cm.resume(thread, parsed, user_id=user))
+            await stream_events(cm.resume(thread, parsed, user_id=user, **busy))
 
     _run(work)
 
@@ -239,12 +257,19 @@ def history(thread: Thread, limit: Annotated[int, typer.Option(min=1)] = 30) -> 
 
 
 @app.command()
-def replay(thread: Thread, checkpoint: Checkpoint, user: User = None) -> None:
+def replay(
+    thread: Thread,
+    checkpoint: Checkpoint,
+    user: User = None,
+    on_busy: OnBusyOption = "reject",
+    busy_timeout: BusyTimeout = BUSY_TIMEOUT,
+) -> None:
     """Re-run a thread from a past checkpoint."""
 
     async def work(settings: Settings) -> None:
+        busy = _busy(on_busy, busy_timeout)
         async with open_convomem(settings) as cm:
-            await stream_events(cm.replay(thread, checkpoint, user_id=user))
+            await stream_events(cm.replay(thread, checkpoint, user_id=user, **busy))
 
     _run(work)
 
@@ -255,12 +280,15 @@ def fork(
     checkpoint: Checkpoint,
     message: Annotated[str, typer.Option("--message", "-m", help="The message the branch sends instead.")],
     user: User = None,
+    on_busy: OnBusyOption = "reject",
+    busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
     """Branch a thread at a past checkpoint with a different message."""
 
     async def work(settings: Settings) -> None:
+        busy = _busy(on_busy, busy_timeout)
         async with open_convomem(settings) as cm:
-            await stream_events(cm.fork(thread, checkpoint, message, user_id=user))
+            await stream_events(cm.fork(thread, checkpoint, message, user_id=user, **busy))
 
     _run(work)
 
@@ -281,9 +309,8 @@ def db_setup() -> None:
     """Create or migrate every table (idempotent)."""
 
     async def work(settings: Settings) -> None:
-        url = settings.database_url or start_embedded(settings.data_dir)
-        async with open_persistence(url, setup=True):
-            console.print(f"tables ready at {describe_url(url)}")
+        async with open_database(settings, setup=True):
+            console.print(f"tables ready at {describe_url(await database_url(settings))}")
 
     _run(work)
 
@@ -298,9 +325,9 @@ def db_status() -> None:
             if not embedded.running:
                 console.print(f"embedded Postgres in {embedded.data_dir}: stopped")
                 return 0
-        url = settings.database_url or start_embedded(settings.data_dir)
-        async with open_persistence(url, setup=False) as persistence:
-            render_status(describe_url(url), await database_status(persistence.pool))
+        async with open_database(settings, setup=False) as persistence:
+            where = describe_url(await database_url(settings))
+            render_status(where, await database_status(persistence.pool))
         return 0
 
     _run(work)
@@ -317,13 +344,12 @@ def db_prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would go; change nothing.")] = False,
 ) -> None:
     """Prune checkpoints of idle threads (never one waiting on an interrupt or running)."""
-    if strategy not in get_args(Strategy):
-        raise _usage_error(f"Unknown strategy {strategy!r}: choose keep_latest or delete.")
 
     async def work(settings: Settings) -> None:
+        if strategy not in get_args(Strategy):
+            raise InvalidInput(f"Unknown strategy {strategy!r}: choose keep_latest or delete.")
         age = parse_duration(older_than)
-        url = settings.database_url or start_embedded(settings.data_dir)
-        async with open_persistence(url, setup=False) as persistence:
+        async with open_database(settings, setup=False) as persistence:
             report = await prune_threads(
                 persistence.pool,
                 persistence.checkpointer,

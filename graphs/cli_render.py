@@ -26,7 +26,7 @@ __all__ = [
 ]
 
 console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, even in a pipe
 
 
 async def stream_events(events: Any, *, prefix: str = "assistant> ") -> TurnEnded:
