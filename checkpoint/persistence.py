@@ -13,6 +13,7 @@ from psycopg import AsyncConnection, OperationalError
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from pydantic import SecretStr
 
 from checkpoint.migrations import apply_migrations
 from checkpoint.saver import ConvomemSaver
@@ -90,12 +91,12 @@ async def setup_database(persistence: Persistence) -> None:
 
 @asynccontextmanager
 async def open_persistence(
-    url: str, *, setup: bool = True, **pool_options: Any
+    url: str, *, setup: bool = True, encryption_key: SecretStr | None = None, **pool_options: Any
 ) -> AsyncIterator[Persistence]:
     async with open_pool(url, **pool_options) as pool:
         persistence = Persistence(
             pool=pool,
-            checkpointer=ConvomemSaver(pool, serde=make_serializer()),
+            checkpointer=ConvomemSaver(pool, serde=make_serializer(encryption_key=encryption_key)),
             store=AsyncPostgresStore(pool),
         )
         try:

@@ -15,6 +15,7 @@ from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.rows import DictRow
 
+from checkpoint.serde import SealInlineValues
 from nodes.errors import InvalidInput
 
 __all__ = ["ConvomemSaver"]
@@ -172,7 +173,7 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [[row[i] for row in rows] for i in range(width)]
 
 
-class ConvomemSaver(AsyncPostgresSaver):
+class ConvomemSaver(SealInlineValues, AsyncPostgresSaver):
     """AsyncPostgresSaver, subclassed only to add what upstream lacks (nothing is rewritten)."""
 
     def bound_to(self, conn: AsyncConnection[DictRow]) -> ConvomemSaver:

@@ -16,7 +16,6 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from psycopg import OperationalError
 
-from checkpoint.embedded import start_embedded
 from checkpoint.ids import validate_id
 from checkpoint.locks import (
     BUSY_TIMEOUT,
@@ -26,9 +25,10 @@ from checkpoint.locks import (
     hold_thread,
     is_thread_busy,
 )
-from checkpoint.persistence import Persistence, Pool, open_persistence, open_pool
+from checkpoint.persistence import Persistence, Pool, open_pool
 from checkpoint.threads import ThreadSummary, discard_run, list_threads, pending_write_keys
 from graphs.conversation import build_graph
+from graphs.database import database_url, open_database
 from graphs.models import shared_chat_model
 from graphs.settings import Durability, Settings
 from nodes.errors import (
@@ -488,9 +488,9 @@ async def open_convomem(
     `max_concurrent_runs` sizes the separate pool of lock connections (one held per running turn).
     """
     settings = settings or Settings()
-    url = settings.database_url or start_embedded(settings.data_dir)
     async with AsyncExitStack() as stack:
-        persistence = await stack.enter_async_context(open_persistence(url))
+        persistence = await stack.enter_async_context(open_database(settings))
+        url = await database_url(settings)
         lock_pool = await stack.enter_async_context(open_pool(url, max_size=max_concurrent_runs))
         chat_model = model or shared_chat_model(settings)
         graph = build_graph(chat_model, max_attempts=settings.model_retries).compile(

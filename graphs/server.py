@@ -6,36 +6,27 @@ entry, so each factory opens its own small pool rather than sharing module state
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 
-from checkpoint.embedded import start_embedded
-from checkpoint.persistence import open_persistence
+from graphs.database import open_database
 from graphs.settings import Settings
 
 __all__ = ["checkpointer", "store"]
 
 
-async def _database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server (started off the event loop: the server watches for blocking)."""
-    if settings.database_url:
-        return settings.database_url
-    return await asyncio.to_thread(start_embedded, settings.data_dir)
-
-
 @asynccontextmanager
 async def checkpointer() -> AsyncIterator[AsyncPostgresSaver]:
     """The Postgres checkpointer; runs the one setup step for every table."""
-    async with open_persistence(await _database_url(Settings()), setup=True) as persistence:
+    async with open_database(Settings()) as persistence:
         yield persistence.checkpointer
 
 
 @asynccontextmanager
 async def store() -> AsyncIterator[AsyncPostgresStore]:
     """The Postgres store for long-term memory (`runtime.store` in the nodes)."""
-    async with open_persistence(await _database_url(Settings()), setup=True) as persistence:
+    async with open_database(Settings()) as persistence:
         yield persistence.store

@@ -6,12 +6,42 @@ from pathlib import Path
 from typing import Literal
 
 from platformdirs import user_data_dir
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Durability", "Settings"]
+from checkpoint.ids import validate_id
+from checkpoint.serde import parse_encryption_key
+from nodes.errors import InvalidInput
+
+__all__ = ["MIN_TOKEN_LENGTH", "Durability", "Settings", "parse_api_tokens"]
 
 Durability = Literal["sync", "async", "exit"]
+MIN_TOKEN_LENGTH = 8
+
+
+def parse_api_tokens(text: str) -> dict[str, str]:
+    """`token:identity,token:identity` as {token: identity}; ValueError names the bad entry.
+
+    Several tokens may name one identity (rotation); one token naming two identities is refused,
+    since whichever won would silently decide whose threads a caller sees.
+    """
+    table: dict[str, str] = {}
+    for position, entry in enumerate(text.split(","), start=1):
+        token, _, identity = entry.strip().partition(":")
+        if not token or not identity:
+            raise ValueError(f"CONVOMEM_API_TOKENS entry {position} is not `token:identity`")
+        if len(token) < MIN_TOKEN_LENGTH or any(c.isspace() or c == "," for c in token):
+            raise ValueError(
+                f"CONVOMEM_API_TOKENS entry {position}: a token needs {MIN_TOKEN_LENGTH}+ characters and "
+                "no spaces (make one with `openssl rand -hex 24`)"
+            )
+        try:
+            validate_id(identity, "identity")
+        except InvalidInput as error:
+            raise ValueError(f"CONVOMEM_API_TOKENS entry {position}: {error}") from None
+        if table.setdefault(token, identity) != identity:
+            raise ValueError(f"CONVOMEM_API_TOKENS entry {position} reuses a token for another identity")
+    return table
 
 
 class Settings(BaseSettings):
@@ -37,6 +67,40 @@ class Settings(BaseSettings):
     memory_tokens: int = Field(default=400, ge=0)
     max_message_bytes: int = Field(default=32 * 1024, ge=1)
     durability: Durability = "sync"
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of 16/24/32 random bytes: AES-encrypts checkpoint blobs and writes at rest.",
+    )
+    api_tokens: SecretStr | None = Field(
+        default=None,
+        description="LangGraph Server bearer tokens, `token:identity,...`; unset: loopback-only single user.",
+    )
+
+    @field_validator("encryption_key", "api_tokens", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """An empty variable (`CONVOMEM_ENCRYPTION_KEY=`) means unset, as shells and .env files write it."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return None if isinstance(text, str) and not text.strip() else value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _decodable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_encryption_key(value.get_secret_value())
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _parsable_tokens(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_api_tokens(value.get_secret_value())
+        return value
+
+    @property
+    def api_token_table(self) -> dict[str, str]:
+        """{token: identity}, empty when no tokens are configured."""
+        return parse_api_tokens(self.api_tokens.get_secret_value()) if self.api_tokens else {}
 
     @property
     def uses_local_model(self) -> bool:

@@ -30,7 +30,7 @@ from nodes.memory import (
 )
 from nodes.models import with_transient_retry
 from nodes.prompts import EXTRACTION_SYSTEM, REPAIR_REQUEST
-from nodes.state import Context, Node, State, Update, newest_human
+from nodes.state import Context, Node, State, Update, memory_user, newest_human
 from nodes.tokens import text_of
 
 __all__ = [
@@ -139,7 +139,7 @@ def make_extract_entities(model: BaseChatModel, *, max_attempts: int = 3) -> Nod
         latest = newest_human(state["messages"])
         if latest is None or latest.id is None or runtime.store is None:
             return {}
-        user_id = state.get("user_id") or runtime.context.user_id
+        user_id = memory_user(state, runtime)
         if await runtime.store.aget(extracted_namespace(user_id), latest.id) is not None:
             return {}
         proposal: dict[str, Any] = await propose_entities(text_of(latest))

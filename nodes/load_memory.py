@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 
 from nodes.memory import EntityRecord, entity_namespace
 from nodes.prompts import MEMORY_HEADER
-from nodes.state import Context, Node, State, Update, newest_human
+from nodes.state import Context, Node, State, Update, authenticated_user, newest_human
 from nodes.tokens import text_of
 
 __all__ = ["format_memory", "make_load_memory", "rank_entities"]
@@ -57,10 +57,11 @@ def format_memory(records: list[EntityRecord], max_tokens: int) -> tuple[str, li
 def make_load_memory(*, candidates: int = 200) -> Node:
     async def load_memory(state: State, runtime: Runtime[Context]) -> Update:
         """Memory for respond: the user's entities ranked against the newest message, within budget."""
-        turn = {"user_id": runtime.context.user_id, "review_memory": runtime.context.review_memory}
+        user_id = authenticated_user(runtime) or runtime.context.user_id
+        turn = {"user_id": user_id, "review_memory": runtime.context.review_memory}
         if runtime.store is None:
             return {**turn, "memory_context": "", "memory_keys": []}
-        items = await runtime.store.asearch(entity_namespace(runtime.context.user_id), limit=candidates)
+        items = await runtime.store.asearch(entity_namespace(user_id), limit=candidates)
         records = [EntityRecord.model_validate(item.value) for item in items]
         latest = newest_human(state["messages"])
         ranked = rank_entities(records, text_of(latest) if latest else "")

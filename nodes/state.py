@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 
 from nodes.prompts import DEFAULT_INSTRUCTIONS
 
-__all__ = ["Context", "Node", "State", "Update", "newest_human"]
+__all__ = ["Context", "Node", "State", "Update", "authenticated_user", "memory_user", "newest_human"]
 
 
 class State(TypedDict):
@@ -57,3 +57,18 @@ class Node(Protocol):
 def newest_human(messages: list[AnyMessage]) -> HumanMessage | None:
     """The user's latest message, which every node treats as the current turn."""
     return next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
+
+
+def authenticated_user(runtime: Runtime[Context]) -> str | None:
+    """The caller LangGraph Server authenticated by token (graphs/auth.py): whose memory every node uses,
+    whatever the state or context says. None outside the server and for its trusted local user."""
+    user = runtime.server_info.user if runtime.server_info is not None else None
+    if user is None or not user.is_authenticated or not user.identity:
+        return None
+    return str(user.identity)
+
+
+def memory_user(state: State, runtime: Runtime[Context]) -> str:
+    """Whose memory a node reads and writes: the authenticated caller, else the user who started the
+    turn (kept in state so a resume without context stays theirs), else the run's context."""
+    return authenticated_user(runtime) or state.get("user_id") or runtime.context.user_id

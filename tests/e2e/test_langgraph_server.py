@@ -25,9 +25,10 @@ GRAPH = "convomem"
 INTRODUCTION = "My name is Alice and I live in Paris."
 U1_ENTITIES = ["LOC:paris", "PERSON:alice"]
 SERIOUS = ("Traceback", "BlockingError", "[error", "[critical")
-"""Log marks of a failure. The warnings about checkpointer methods upstream lacks are expected."""
+"""Log marks of a failure."""
+BENIGN = ("Slow graph load",)
+"""langgraph-api logs at error level when building the graph takes >250 ms: timing on a loaded machine."""
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
 
 
 # ------------------------------------------------------------------------------------------ fixtures
@@ -76,7 +77,11 @@ async def client(dev_server: LangGraphDevServer) -> AsyncIterator[LangGraphClien
 
 def assert_log_clean(server: LangGraphDevServer) -> None:
     log = _ANSI.sub("", server.log_text())
-    found = [line for line in log.splitlines() if any(mark in line for mark in SERIOUS)]
+    found = [
+        line
+        for line in log.splitlines()
+        if any(mark in line for mark in SERIOUS) and not any(mark in line for mark in BENIGN)
+    ]
     assert not found, "\n".join(found[:20])
 
 
