@@ -123,9 +123,13 @@ async def upsert_entities(
 
 
 def make_extract_entities(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
-    """Never fails the turn: model errors are retried, then recorded in `extraction.error`."""
+    """Never fails the turn: model errors are retried, then recorded in `extraction.error`.
+
+    `stream=False`: nobody watches these tokens, and under the graph's message streaming a forced tool
+    call would otherwise be streamed, which llama.cpp's function-calling handler does not finish.
+    """
     extractor = with_transient_retry(
-        model.bind_tools([Extraction], tool_choice=Extraction.__name__), max_attempts
+        model.bind_tools([Extraction], tool_choice=Extraction.__name__).bind(stream=False), max_attempts
     )
 
     async def propose(text: str) -> dict[str, Any]:

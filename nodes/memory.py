@@ -23,6 +23,7 @@ __all__ = [
 ENTITY_TYPES = ("PERSON", "ORG", "LOC", "DATE", "PRODUCT", "TECH", "EVENT", "OTHER")
 MAX_VALUE_CHARS = 120
 MAX_VALUE_WORDS = 8
+MAX_ENTITIES_PER_TURN = 12
 NOT_ENTITIES = frozenset(
     {"i", "me", "you", "we", "he", "she", "it", "they", "my", "your", "user", "assistant"}
 )
@@ -34,9 +35,11 @@ KEPT_SOURCE_IDS = 50
 class EntityCandidate(BaseModel):
     """One entity as the model proposes it."""
 
-    type: str = Field(description="One of " + ", ".join(ENTITY_TYPES))
-    value: str = Field(description="The entity as written, e.g. 'Acme Corp.'")
-    context: str = Field(default="", description="The short phrase it appeared in")
+    # Length limits are part of the tool schema: a grammar-constrained local model (llama.cpp) must be
+    # able to finish its JSON; without them a tiny model can write one string forever.
+    type: str = Field(max_length=16, description="One of " + ", ".join(ENTITY_TYPES))
+    value: str = Field(max_length=MAX_VALUE_CHARS)  # no description: small models copy it as a value
+    context: str = Field(default="", max_length=MAX_CONTEXT_CHARS)
     confidence: float = Field(default=0.8, ge=0.0, le=1.0)
 
     @field_validator("type")
@@ -59,16 +62,16 @@ class EntityCandidate(BaseModel):
             raise ValueError("a pronoun is not an entity")
         return cleaned
 
-    @field_validator("context")
+    @field_validator("context", mode="before")
     @classmethod
-    def _short_context(cls, value: str) -> str:
-        return " ".join(value.split())[:MAX_CONTEXT_CHARS]
+    def _short_context(cls, value: object) -> object:
+        return " ".join(value.split())[:MAX_CONTEXT_CHARS] if isinstance(value, str) else value
 
 
 class Extraction(BaseModel):
     """Entities mentioned in the newest turn of the conversation."""
 
-    entities: list[EntityCandidate] = Field(default_factory=list)
+    entities: list[EntityCandidate] = Field(default_factory=list, max_length=MAX_ENTITIES_PER_TURN)
 
 
 class EntityRecord(BaseModel):

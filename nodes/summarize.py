@@ -29,7 +29,8 @@ def summary_request(previous: str | None, stale: Sequence[AnyMessage]) -> list[A
 
 
 def make_summarize(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
-    summarizer = with_transient_retry(model, max_attempts)
+    """`stream=False`: the summary is never shown as it is written, so it is requested in one piece."""
+    summarizer = with_transient_retry(model.bind(stream=False), max_attempts)
 
     async def summarize(state: State, runtime: Runtime[Context]) -> Update:
         """Fold messages beyond the working-set budget into the running summary.
