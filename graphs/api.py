@@ -55,6 +55,7 @@ __all__ = [
     "TurnEnded",
     "TurnEvent",
     "open_convomem",
+    "unfinished",
 ]
 
 
@@ -112,6 +113,11 @@ class _Run:
     interrupt_before: Sequence[str] = ()
     interrupt_after: Sequence[str] = ()
     durability: Durability | None = None
+
+
+def unfinished(snapshot: StateSnapshot) -> bool:
+    """Due work remains: nodes to run, or tasks whose saved writes still wait to be applied."""
+    return bool(snapshot.next or snapshot.tasks)
 
 
 def _interrupts(snapshot: StateSnapshot) -> tuple[PendingInterrupt, ...]:
@@ -217,7 +223,7 @@ class Convomem:
         async def plan(writer: ThreadWriter) -> _Run:
             snapshot = await self.state(thread_id)
             context = self._context_of(snapshot, user_id, review_memory)
-            if (snapshot.interrupts or snapshot.next) and writer.took_over is None:
+            if (snapshot.interrupts or unfinished(snapshot)) and writer.took_over is None:
                 waiting = (
                     "an answer to an interrupt" if snapshot.interrupts else "its unfinished turn to resume"
                 )
@@ -257,7 +263,7 @@ class Convomem:
                 answer = "approve" if value is None else value
                 check_review_answer(snapshot.interrupts, answer)
                 graph_input: Any = Command(resume=answer)
-            elif snapshot.next:
+            elif unfinished(snapshot):
                 graph_input = None
             else:
                 raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
@@ -430,9 +436,10 @@ class Convomem:
         config = self.config(thread_id, checkpoint_id)
         try:
             uuid.UUID(checkpoint_id)
-            found = await self.persistence.checkpointer.aget_tuple(config)
         except ValueError:
             found = None
+        else:  # a load error of a real row is not "unknown": it names its thread and checkpoint itself
+            found = await self.persistence.checkpointer.aget_tuple(config)
         if found is None:
             raise UnknownCheckpoint(
                 f"Thread {thread_id!r} has no checkpoint {checkpoint_id!r}: list them with "

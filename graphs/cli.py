@@ -16,7 +16,7 @@ from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
 from checkpoint.persistence import describe_url
 from checkpoint.retention import Strategy, parse_duration, prune_threads
 from checkpoint.status import database_status
-from graphs.api import Convomem, PendingInterrupt, open_convomem
+from graphs.api import Convomem, PendingInterrupt, open_convomem, unfinished
 from graphs.cli_render import (
     console,
     errors,
@@ -153,7 +153,7 @@ async def _finish_pending(cm: Convomem, thread: str, user: str | None) -> None:
         render_interrupts(pending)
         if sys.stdin.isatty():
             await stream_events(cm.resume(thread, _ask_review(pending), user_id=user))
-    elif snapshot.next:
+    elif unfinished(snapshot):
         console.print(f"[yellow]this thread has an unfinished turn (next: {', '.join(snapshot.next)})[/]")
         if sys.stdin.isatty() and typer.confirm("finish it now?", default=True):
             await stream_events(cm.resume(thread, user_id=user))

@@ -80,7 +80,7 @@ def test_empty_value_is_rejected(value: str) -> None:
 
 def test_over_long_value_is_rejected_and_the_limit_itself_is_accepted() -> None:
     assert EntityCandidate(type="ORG", value="a" * MAX_VALUE_CHARS).value == "a" * MAX_VALUE_CHARS
-    with pytest.raises(ValidationError, match="longer than|at most"):
+    with pytest.raises(ValidationError, match=r"longer than|at most"):
         EntityCandidate(type="ORG", value="a" * (MAX_VALUE_CHARS + 1))
 
 
