@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -166,3 +169,49 @@ class LangGraphDevServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+SERIOUS = ("Traceback", "BlockingError", "[error", "[critical")
+"""Log marks of a failure."""
+BENIGN = ("Slow graph load",)
+"""langgraph-api logs at error level when building the graph takes >250 ms: timing on a loaded machine."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def assert_log_clean(server: LangGraphDevServer) -> None:
+    log = _ANSI.sub("", server.log_text())
+    found = [
+        line
+        for line in log.splitlines()
+        if any(mark in line for mark in SERIOUS) and not any(mark in line for mark in BENIGN)
+    ]
+    assert not found, "\n".join(found[:20])
+
+
+def server_env(database_url: str, model_url: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """What a test server needs: the test's database and the fake model, nothing from outside."""
+    return {
+        "DATABASE_URL": database_url,
+        "OPENAI_BASE_URL": model_url,
+        "OPENAI_API_KEY": "test",
+        "CONVOMEM_MODEL": "fake-model",
+        "CONVOMEM_DATA_DIR": str(data_dir),
+        "LANGGRAPH_NO_VERSION_CHECK": "true",
+        "LANGSMITH_TRACING": "false",
+        **extra,
+    }
+
+
+@contextmanager
+def running_dev_server(
+    workdir: Path,
+    env: dict[str, str],
+    check: Callable[[LangGraphDevServer], None] = assert_log_clean,
+) -> Iterator[LangGraphDevServer]:
+    """A started `langgraph dev`, always stopped, its log checked once it has stopped."""
+    server = LangGraphDevServer(workdir, env)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+    check(server)

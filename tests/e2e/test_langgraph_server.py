@@ -7,7 +7,6 @@ model is the in-process fake OpenAI server; Postgres is the real embedded one, a
 
 from __future__ import annotations
 
-import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,34 +17,20 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.e2e.server_support import LangGraphDevServer
+from tests.e2e.server_support import LangGraphDevServer, assert_log_clean, running_dev_server, server_env
 from tests.fake_openai import FakeOpenAIServer
 
 GRAPH = "convomem"
 INTRODUCTION = "My name is Alice and I live in Paris."
 U1_ENTITIES = ["LOC:paris", "PERSON:alice"]
-SERIOUS = ("Traceback", "BlockingError", "[error", "[critical")
-"""Log marks of a failure."""
-BENIGN = ("Slow graph load",)
-"""langgraph-api logs at error level when building the graph takes >250 ms: timing on a loaded machine."""
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ------------------------------------------------------------------------------------------ fixtures
 
 
 @pytest.fixture
-def server_env(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> dict[str, str]:
-    """What the server process needs: our test database and the fake model, nothing from outside."""
-    return {
-        "DATABASE_URL": database_url,
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test",
-        "CONVOMEM_MODEL": "fake-model",
-        "CONVOMEM_DATA_DIR": str(tmp_path / "data"),
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "LANGSMITH_TRACING": "false",
-    }
+def env(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> dict[str, str]:
+    return server_env(database_url, fake_model.base_url, tmp_path / "data")
 
 
 @pytest.fixture
@@ -57,13 +42,9 @@ def workdir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dev_server(workdir: Path, server_env: dict[str, str]) -> Iterator[LangGraphDevServer]:
-    server = LangGraphDevServer(workdir, server_env)
-    try:
-        yield server.start()
-    finally:
-        server.stop()
-    assert_log_clean(server)
+def dev_server(workdir: Path, env: dict[str, str]) -> Iterator[LangGraphDevServer]:
+    with running_dev_server(workdir, env) as server:
+        yield server
 
 
 @pytest.fixture
@@ -73,16 +54,6 @@ async def client(dev_server: LangGraphDevServer) -> AsyncIterator[LangGraphClien
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-
-def assert_log_clean(server: LangGraphDevServer) -> None:
-    log = _ANSI.sub("", server.log_text())
-    found = [
-        line
-        for line in log.splitlines()
-        if any(mark in line for mark in SERIOUS) and not any(mark in line for mark in BENIGN)
-    ]
-    assert not found, "\n".join(found[:20])
 
 
 def rows(url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -247,9 +218,9 @@ async def test_replay_from_a_history_checkpoint(
 
 
 async def test_threads_survive_a_server_restart(
-    workdir: Path, server_env: dict[str, str], database_url: str, fake_model: FakeOpenAIServer
+    workdir: Path, env: dict[str, str], database_url: str, fake_model: FakeOpenAIServer
 ) -> None:
-    server = LangGraphDevServer(workdir, server_env)
+    server = LangGraphDevServer(workdir, env)
     try:
         server.start()
         async with get_client(url=server.url, api_key=None) as client:

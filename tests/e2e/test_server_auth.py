@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from graphs.auth import identify, scoped_namespace
 from graphs.settings import Settings, parse_api_tokens
-from tests.e2e.server_support import LangGraphDevServer
+from tests.e2e.server_support import LangGraphDevServer, running_dev_server, server_env
 from tests.e2e.test_langgraph_server import GRAPH, INTRODUCTION, checkpoint_ids, entity_keys, rows, user_says
 from tests.fake_openai import FakeOpenAIServer
 
@@ -35,27 +35,20 @@ REFUSED = (403, 404, 409)
 # ------------------------------------------------------------------------------------------ fixtures
 
 
+def no_traceback(server: LangGraphDevServer) -> None:
+    """Refused requests are logged as errors here by design; only a crash is a failure."""
+    assert "Traceback" not in server.log_text(), server.log_tail()
+
+
 @pytest.fixture
 def server(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> Iterator[LangGraphDevServer]:
     """`langgraph dev` with two users' tokens, on this test's database and the fake model."""
     workdir = tmp_path / "server"
     workdir.mkdir()
-    env = {
-        "DATABASE_URL": database_url,
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test",
-        "CONVOMEM_MODEL": "fake-model",
-        "CONVOMEM_DATA_DIR": str(tmp_path / "data"),
-        "CONVOMEM_API_TOKENS": ",".join(f"{token}:{user}" for token, user in TOKENS.items()),
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "LANGSMITH_TRACING": "false",
-    }
-    running = LangGraphDevServer(workdir, env)
-    try:
-        yield running.start()
-    finally:
-        running.stop()
-    assert "Traceback" not in running.log_text(), running.log_tail()
+    tokens = ",".join(f"{token}:{user}" for token, user in TOKENS.items())
+    env = server_env(database_url, fake_model.base_url, tmp_path / "data", CONVOMEM_API_TOKENS=tokens)
+    with running_dev_server(workdir, env, check=no_traceback) as running:
+        yield running
 
 
 @pytest.fixture

@@ -19,11 +19,10 @@ import pytest
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
-from tests.e2e.server_support import LangGraphDevServer
+from tests.e2e.server_support import LangGraphDevServer, running_dev_server, server_env
 from tests.e2e.test_langgraph_server import (
     GRAPH,
     INTRODUCTION,
-    assert_log_clean,
     checkpoint_ids,
     history,
     messages_of,
@@ -48,21 +47,9 @@ WAIT = 30.0
 def server(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> Iterator[LangGraphDevServer]:
     workdir = tmp_path / "server"
     workdir.mkdir()
-    env = {
-        "DATABASE_URL": database_url,
-        "OPENAI_BASE_URL": fake_model.base_url,
-        "OPENAI_API_KEY": "test",
-        "CONVOMEM_MODEL": "fake-model",
-        "CONVOMEM_DATA_DIR": str(tmp_path / "data"),
-        "LANGGRAPH_NO_VERSION_CHECK": "true",
-        "LANGSMITH_TRACING": "false",
-    }
-    dev = LangGraphDevServer(workdir, env)
-    try:
-        yield dev.start()
-    finally:
-        dev.stop()
-    assert_log_clean(dev)
+    env = server_env(database_url, fake_model.base_url, tmp_path / "data")
+    with running_dev_server(workdir, env) as dev:
+        yield dev
 
 
 @pytest.fixture
