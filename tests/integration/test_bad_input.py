@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -114,17 +114,24 @@ async def test_bad_thread_ids_are_refused_everywhere(
         "state": lambda bad: app.state(bad),
         "history": lambda bad: app.history(bad),
     }
+    assert await accepted_calls(calls, BAD_IDS) == []
+    assert all_checkpoints(database_url) == total
+    assert len(fake_model.requests_of("respond")) == 1
+
+
+async def accepted_calls(
+    calls: dict[str, Callable[[str], Awaitable[object]]], bad_values: Sequence[str]
+) -> list[tuple[str, str]]:
+    """(call, value) pairs that did NOT raise InvalidInput: every one of them is a bug."""
     accepted = []
-    for bad in BAD_IDS:
+    for bad in bad_values:
         for name, call in calls.items():
             try:
                 await call(bad)
             except InvalidInput:
                 continue
             accepted.append((name, bad))
-    assert accepted == []
-    assert all_checkpoints(database_url) == total
-    assert len(fake_model.requests_of("respond")) == 1
+    return accepted
 
 
 async def test_bad_user_ids_are_refused_everywhere(
@@ -139,15 +146,7 @@ async def test_bad_user_ids_are_refused_everywhere(
         "fork": lambda bad: finish(app.fork("t", one_turn[0], GOOD, user_id=bad)),
         "entities": lambda bad: app.entities(bad),
     }
-    accepted = []
-    for bad in BAD_USER_IDS:
-        for name, call in calls.items():
-            try:
-                await call(bad)
-            except InvalidInput:
-                continue
-            accepted.append((name, bad))
-    assert accepted == []
+    assert await accepted_calls(calls, BAD_USER_IDS) == []
     assert checkpoint_ids(database_url, "t") == one_turn
     assert checkpoint_count(database_url, "fresh") == 0
     assert store_rows(database_url) == stored
