@@ -1,11 +1,12 @@
-"""extract_entities: one structured-output call on the newest turn, reviewed if asked, stored once."""
+"""extract_entities: one structured-output call on the user's new messages, reviewed if asked, stored once."""
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
@@ -13,46 +14,95 @@ from langchain_core.runnables import Runnable
 from langgraph.config import get_config
 from langgraph.func import task
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, PutOp
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
+from nodes.entity_index import index_entity
 from nodes.errors import InvalidInput
+from nodes.extraction_batch import (
+    MAX_BATCH_MESSAGES,
+    batch_text,
+    has_new_content,
+    mentioning,
+    not_extracted,
+)
 from nodes.memory import (
     EntityCandidate,
     EntityRecord,
     Extraction,
-    entity_key,
     entity_namespace,
     extracted_namespace,
     merge_entity,
     parse_candidates,
+    parse_profile,
+    with_alias,
 )
 from nodes.models import with_transient_retry
+from nodes.profile import ProfileUpdate, update_profile
 from nodes.prompts import EXTRACTION_SYSTEM, REPAIR_REQUEST
-from nodes.state import Context, Node, State, Update, memory_user, newest_human
-from nodes.tokens import text_of
+from nodes.resolution import MATCH_KINDS, SEMANTIC_THRESHOLD, index_names, resolve_entity
+from nodes.state import Context, Node, State, Update, memory_user
 
 __all__ = [
+    "ENTITY_INDEX_FIELDS",
+    "StoredEntities",
     "apply_review",
     "check_review_answer",
     "make_extract_entities",
     "request_extraction",
+    "review_profile",
+    "store_entities",
     "upsert_entities",
 ]
 
 _log = logging.getLogger("convomem.extract")
 
+ENTITY_INDEX_FIELDS = ["value", "aliases[*]"]
+"""What the store's vector index embeds per entity record when semantic resolution is on."""
+
+_APPROVALS = (True, "approve", "approved", "yes")
+_REJECTIONS = (False, None, "reject", "rejected", "no")
+
+
+def _no_call_reason(reply: Any) -> str:
+    invalid = getattr(reply, "invalid_tool_calls", None) or []
+    if invalid:
+        return f"the tool arguments are not valid JSON ({str(invalid[0].get('error') or '')[:80]})"
+    return "no tool call in the reply"
+
+
+def _parsed(arguments: Any, *, last_attempt: bool) -> dict[str, Any]:
+    """Entities and profile of one reply. A bad profile earns the repair attempt; on the last attempt it
+    is dropped and the entities are kept."""
+    entities, dropped = parse_candidates(arguments)
+    try:
+        profile = parse_profile(arguments.get("profile"))
+    except ValueError as failure:
+        if not last_attempt:
+            raise
+        profile = None
+        dropped.append(f"profile: {str(failure).splitlines()[0][:120]}")
+    result: dict[str, Any] = {
+        "entities": [e.model_dump() for e in entities],
+        "dropped": dropped,
+        "error": None,
+    }
+    if profile is not None:
+        result["profile"] = profile.model_dump(exclude_defaults=True)
+    return result
+
 
 async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[str, Any]:
-    """Ask for entities; one repair attempt on a malformed reply, then give up without raising.
+    """Ask for entities and profile; one repair attempt on a malformed reply, then give up without raising.
 
-    Returns {"entities": [...], "dropped": [...], "error": str | None} (JSON-friendly: it is a task result).
+    Returns {"entities": [...], "dropped": [...], "error": str | None} plus "profile" when one was
+    proposed (JSON-friendly: it is a task result).
     """
     request = HumanMessage(content=f"Newest user message:\n{text}")
     messages: list[AnyMessage] = [SystemMessage(content=EXTRACTION_SYSTEM), request]
     error = ""
-    for _attempt in range(2):
+    for attempt in range(2):
         try:
             reply = await extractor.ainvoke(messages)
         except Exception as failure:
@@ -61,9 +111,8 @@ async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[s
         calls = getattr(reply, "tool_calls", None) or []
         try:
             if not calls:
-                raise ValueError("no tool call in the reply")
-            entities, dropped = parse_candidates(calls[0]["args"])
-            return {"entities": [e.model_dump() for e in entities], "dropped": dropped, "error": None}
+                raise ValueError(_no_call_reason(reply))
+            return _parsed(calls[0]["args"], last_attempt=attempt == 1)
         except (ValueError, ValidationError) as failure:
             error = str(failure).splitlines()[0][:200]
             # The repair note goes in the system part: the user's words stay the last message.
@@ -75,14 +124,25 @@ async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[s
 
 def apply_review(decision: Any, proposed: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What the reviewer keeps: "approve" (or true) keeps all, "reject" (or false) none, a list replaces."""
-    if decision is True or decision in ("approve", "approved", "yes"):
+    if decision in _APPROVALS:
         return proposed
-    if decision is False or decision is None or decision in ("reject", "rejected", "no"):
+    if decision in _REJECTIONS:
         return []
     edited = decision.get("entities") if isinstance(decision, dict) else decision
     if not isinstance(edited, list):
         raise ValueError("a review answer is 'approve', 'reject' or a list of entities")
     return [EntityCandidate.model_validate(item).model_dump() for item in edited]
+
+
+def review_profile(decision: Any, proposed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The profile the reviewer keeps: all of it on approval; on an edited answer only a profile the
+    answer gives itself ({"entities": [...], "profile": {...}}): what is remembered is what was typed."""
+    if decision in _APPROVALS:
+        return proposed
+    if isinstance(decision, dict) and decision.get("profile") is not None:
+        profile = parse_profile(decision["profile"])
+        return profile.model_dump(exclude_defaults=True) if profile is not None else None
+    return None
 
 
 def check_review_answer(pending: Sequence[Any], answer: Any) -> None:
@@ -92,6 +152,7 @@ def check_review_answer(pending: Sequence[Any], answer: Any) -> None:
         if isinstance(value, dict) and value.get("type") == "memory_review":
             try:
                 apply_review(answer, value["entities"])
+                review_profile(answer, value.get("profile"))
             except (ValueError, ValidationError) as error:
                 raise InvalidInput(
                     f"Cannot use that review answer ({str(error).splitlines()[0]}): give approve, reject or "
@@ -99,34 +160,89 @@ def check_review_answer(pending: Sequence[Any], answer: Any) -> None:
                 ) from None
 
 
+class StoredEntities(NamedTuple):
+    """What store_entities did: records written, and how each proposed entity was resolved."""
+
+    written: int
+    resolution: dict[str, int]
+    """Match kind (nodes.resolution.MATCH_KINDS) -> proposed entities resolved that way."""
+
+
+async def store_entities(
+    store: BaseStore,
+    user_id: str,
+    entities: Sequence[dict[str, Any]],
+    *,
+    message_ids: Sequence[str],
+    thread_id: str,
+    now: str | None = None,
+    semantic: bool = False,
+    semantic_threshold: float = SEMANTIC_THRESHOLD,
+) -> StoredEntities:
+    """Resolve each candidate to its record (nodes.resolution), then count its message once.
+
+    `message_ids[i]` is the message entity i came from. Candidates are written one by one, so a second
+    spelling in the same call finds the first one's record and becomes its alias. Re-running the same
+    call writes nothing: each record already lists the message. Every write refreshes the word index.
+    """
+    namespace = entity_namespace(user_id)
+    now = now or datetime.now(UTC).isoformat()
+    counts: Counter[str] = Counter({kind: 0 for kind in MATCH_KINDS})
+    written: dict[str, EntityRecord] = {}
+    for raw, message_id in zip(entities, message_ids, strict=True):
+        candidate = EntityCandidate.model_validate(raw)
+        found = await resolve_entity(
+            store, user_id, candidate, semantic=semantic, semantic_threshold=semantic_threshold
+        )
+        counts[found.how] += 1
+        if found.key in written:
+            updated = with_alias(written[found.key], candidate.value)
+        else:
+            updated = merge_entity(
+                found.record, candidate, message_id=message_id, thread_id=thread_id, now=now
+            )
+        if updated is None:
+            continue
+        index: Any = ENTITY_INDEX_FIELDS if semantic else False
+        await store.aput(namespace, found.key, updated.model_dump(), index=index)
+        await index_entity(store, user_id, found.key, index_names(updated))
+        written[found.key] = updated
+    return StoredEntities(len(written), dict(counts))
+
+
 async def upsert_entities(
     store: BaseStore, user_id: str, entities: list[dict[str, Any]], *, message_id: str, thread_id: str
 ) -> int:
-    """Resolve each candidate to its record and count this message once; returns records written."""
-    namespace = entity_namespace(user_id)
-    now = datetime.now(UTC).isoformat()
-    written = 0
-    seen: set[str] = set()
-    for raw in entities:
-        candidate = EntityCandidate.model_validate(raw)
-        key = entity_key(candidate.type, candidate.value)
-        if key in seen:
-            continue
-        seen.add(key)
-        item = await store.aget(namespace, key)
-        existing = EntityRecord.model_validate(item.value) if item else None
-        merged = merge_entity(existing, candidate, message_id=message_id, thread_id=thread_id, now=now)
-        if merged is not None:
-            await store.aput(namespace, key, merged.model_dump(), index=False)
-            written += 1
-    return written
+    """store_entities for one message; returns records written."""
+    stored = await store_entities(
+        store, user_id, entities, message_ids=[message_id] * len(entities), thread_id=thread_id
+    )
+    return stored.written
 
 
-def make_extract_entities(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
+async def _mark(
+    store: BaseStore, user_id: str, messages: Sequence[HumanMessage], marker: dict[str, Any]
+) -> None:
+    """The per-message "extracted" markers, written last: a crash before them re-runs an idempotent write."""
+    namespace = extracted_namespace(user_id)
+    puts = [PutOp(namespace, str(m.id), {**marker, "message_id": m.id}, index=False) for m in messages]
+    if puts:
+        await store.abatch(puts)
+
+
+def make_extract_entities(
+    model: BaseChatModel,
+    *,
+    max_attempts: int = 3,
+    semantic: bool = False,
+    semantic_threshold: float = SEMANTIC_THRESHOLD,
+) -> Node:
     """Never fails the turn: model errors are retried, then recorded in `extraction.error`.
 
     `stream=False`: nobody watches these tokens, and under the graph's message streaming a forced tool
     call would otherwise be streamed, which llama.cpp's function-calling handler does not finish.
+    `semantic` adds the store's vector search to resolution; the store must have an index configured,
+    and records are then embedded on ENTITY_INDEX_FIELDS.
     """
     extractor = with_transient_retry(
         model.bind_tools([Extraction], tool_choice=Extraction.__name__).bind(stream=False), max_attempts
@@ -139,24 +255,64 @@ def make_extract_entities(model: BaseChatModel, *, max_attempts: int = 3) -> Nod
     propose_entities: Any = task(name="propose_entities")(propose)  # type: ignore[arg-type]
 
     async def extract_entities(state: State, runtime: Runtime[Context]) -> Update:
-        """Entities of the newest human message into the user's store namespace, once per message id."""
-        latest = newest_human(state["messages"])
-        if latest is None or latest.id is None or runtime.store is None:
+        """Entities and profile facts of the user's not-yet-extracted messages, once per message id.
+
+        Runs when at least `extract_every` human messages of the working set wait for extraction (every
+        n-th turn of a fresh thread; counting waiting messages, not all messages, keeps the rhythm
+        when the working set is folded) and then covers all of them, the newest MAX_BATCH_MESSAGES in
+        one model call. With `extract_on_new_content_only`, messages that say nothing new
+        (extraction_batch.has_new_content) are marked done without a model call.
+        """
+        store = runtime.store
+        if store is None:
             return {}
         user_id = memory_user(state, runtime)
-        if await runtime.store.aget(extracted_namespace(user_id), latest.id) is not None:
+        pending = await not_extracted(store, user_id, state["messages"])
+        if not pending or len(pending) < max(runtime.context.extract_every, 1):
             return {}
-        proposal: dict[str, Any] = await propose_entities(text_of(latest))
-        entities: list[dict[str, Any]] = proposal["entities"]
-        if state.get("review_memory", runtime.context.review_memory) and entities:
-            decision = interrupt({"type": "memory_review", "message_id": latest.id, "entities": entities})
-            entities = apply_review(decision, entities)
-        thread_id = str(get_config().get("configurable", {}).get("thread_id", ""))
-        stored = await upsert_entities(
-            runtime.store, user_id, entities, message_id=latest.id, thread_id=thread_id
+        batch = pending[-MAX_BATCH_MESSAGES:]
+        await _mark(
+            store, user_id, pending[:-MAX_BATCH_MESSAGES], {"stored": 0, "error": None, "skipped": True}
         )
-        outcome = {"message_id": latest.id, "stored": stored, "error": proposal["error"]}
-        await runtime.store.aput(extracted_namespace(user_id), latest.id, outcome, index=False)
-        return {"extraction": outcome}
+        outcome: dict[str, Any] = {
+            "message_id": batch[-1].id,
+            "stored": 0,
+            "error": None,
+            "message_ids": [m.id for m in batch],
+            "resolution": {kind: 0 for kind in MATCH_KINDS},
+            "profile_updated": False,
+        }
+        if runtime.context.extract_on_new_content_only and not await has_new_content(store, user_id, batch):
+            await _mark(store, user_id, batch, {"stored": 0, "error": None})
+            return {"extraction": {**outcome, "skipped": "no new content"}}
+        proposal: dict[str, Any] = await propose_entities(batch_text(batch))
+        entities: list[dict[str, Any]] = proposal["entities"]
+        profile: dict[str, Any] | None = proposal.get("profile")
+        if state.get("review_memory", runtime.context.review_memory) and (entities or profile):
+            review: dict[str, Any] = {
+                "type": "memory_review",
+                "message_id": batch[-1].id,
+                "entities": entities,
+            }
+            decision = interrupt(review if profile is None else {**review, "profile": profile})
+            entities, profile = apply_review(decision, entities), review_profile(decision, profile)
+        now = datetime.now(UTC).isoformat()
+        stored = await store_entities(
+            store,
+            user_id,
+            entities,
+            message_ids=[mentioning(batch, str(e["value"])) for e in entities],
+            thread_id=str(get_config().get("configurable", {}).get("thread_id", "")),
+            now=now,
+            semantic=semantic,
+            semantic_threshold=semantic_threshold,
+        )
+        if profile:
+            outcome["profile_updated"] = await update_profile(
+                store, user_id, ProfileUpdate.model_validate(profile), message_id=str(batch[-1].id), now=now
+            )
+        marker = {"stored": stored.written, "error": proposal["error"]}
+        await _mark(store, user_id, batch, marker)
+        return {"extraction": {**outcome, **marker, "resolution": stored.resolution}}
 
     return extract_entities

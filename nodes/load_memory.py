@@ -2,70 +2,180 @@
 
 from __future__ import annotations
 
-import re
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
 
 from langgraph.runtime import Runtime
+from langgraph.store.base import BaseStore, GetOp, Item, SearchItem
+from pydantic import ValidationError
 
+from nodes.entity_index import entity_keys_for, name_words
 from nodes.memory import EntityRecord, entity_namespace
+from nodes.profile import fit_lines, format_profile, load_profile, text_tokens
 from nodes.prompts import MEMORY_HEADER
 from nodes.state import Context, Node, State, Update, authenticated_user, newest_human
 from nodes.tokens import text_of
 
-__all__ = ["format_memory", "make_load_memory", "rank_entities"]
+__all__ = ["PROFILE_SHARE", "Candidate", "format_memory", "make_load_memory", "rank_entities"]
 
-_WORD = re.compile(r"\w+")
+_log = logging.getLogger("convomem.memory")
+
+PROFILE_SHARE = 2
+"""The profile may take at most 1/2 of memory_tokens when entities compete for the rest."""
+MATCHED = 50
+"""Entities looked up through the word index per turn."""
+RECENT = 20
+"""Most recently updated entities considered whatever the message says (the conversation's thread)."""
+SEMANTIC = 10
+"""Entities nearest by embedding, when the store has a vector index and `semantic` is on."""
 
 
-_FILLER = frozenset({"the", "and", "for", "with", "inc", "corp", "ltd", "of", "a", "an", "to", "in", "on"})
+@dataclass
+class Candidate:
+    """An entity that may enter the prompt, and why: shown in `memory_trace`."""
+
+    key: str
+    record: EntityRecord
+    name_matches: list[str] = field(default_factory=list)
+    context_matches: list[str] = field(default_factory=list)
+    score: float | None = None
+    recent: bool = False
+
+    def rank(self) -> tuple[int, int, float, int, str]:
+        """Name words shared with the message, then context words, semantic score, mentions, recency."""
+        return (
+            len(self.name_matches),
+            len(self.context_matches),
+            self.score or 0.0,
+            self.record.mentions,
+            self.record.last_seen,
+        )
+
+    def trace(self) -> dict[str, Any]:
+        """JSON-friendly reasons for state's `memory_trace`: why memory said what it said."""
+        why: list[str] = []
+        if self.name_matches:
+            why.append("name matches: " + ", ".join(self.name_matches))
+        if self.context_matches:
+            why.append("context matches: " + ", ".join(self.context_matches))
+        if self.score is not None:
+            why.append(f"semantic score: {self.score:.3f}")
+        if self.recent:
+            why.append("recent")
+        return {"key": self.key, "value": self.record.value, "why": why or ["word index"]}
 
 
-def _words(text: str) -> set[str]:
-    return {w.casefold() for w in _WORD.findall(text)}
+def _candidate(key: str, record: EntityRecord, query: set[str]) -> Candidate:
+    names = name_words(" ".join([record.value, *record.aliases]))
+    contexts = name_words(" ".join(record.contexts)) - names
+    return Candidate(
+        key=key, record=record, name_matches=sorted(names & query), context_matches=sorted(contexts & query)
+    )
+
+
+def _ranked(candidates: list[Candidate]) -> list[Candidate]:
+    return sorted(candidates, key=Candidate.rank, reverse=True)
 
 
 def rank_entities(records: list[EntityRecord], query: str) -> list[EntityRecord]:
-    """Most relevant first: name words shared with the newest message, then mentions, then recency.
-
-    Short names count ("UK", "Go"); filler words in names ("the", "of") do not.
-    """
-    query_words = _words(query)
-
-    def score(record: EntityRecord) -> tuple[int, int, str]:
-        names = _words(" ".join([record.value, *record.aliases])) - _FILLER
-        return (len(names & query_words), record.mentions, record.last_seen)
-
-    return sorted(records, key=score, reverse=True)
+    """Most relevant first: name words shared with `query` (short names like "UK" count, filler words
+    do not), then context words, then mentions, then recency."""
+    words = name_words(query)
+    return [c.record for c in _ranked([_candidate(r.value, r, words) for r in records])]
 
 
 def format_memory(records: list[EntityRecord], max_tokens: int) -> tuple[str, list[str]]:
-    """Memory lines within `max_tokens` (4 characters a token), and which values made it in."""
-    lines: list[str] = []
-    used = len(MEMORY_HEADER) // 4
+    """Memory lines within `max_tokens`, and the values that made it in (the leading records)."""
+    lines = []
     for record in records:
         context = f" — {record.contexts[-1]}" if record.contexts else ""
-        line = f"- {record.value} ({record.type.lower()}, mentioned {record.mentions}x){context}"
-        cost = len(line) // 4 + 1
-        if used + cost > max_tokens:
-            break
-        lines.append(line)
-        used += cost
-    if not lines:
-        return "", []
-    return "\n".join([MEMORY_HEADER, *lines]), [r.value for r in records[: len(lines)]]
+        lines.append(f"- {record.value} ({record.type.lower()}, mentioned {record.mentions}x){context}")
+    kept = fit_lines(MEMORY_HEADER, lines, max_tokens)
+    return "\n".join(kept), [record.value for record in records[: max(len(kept) - 1, 0)]]
 
 
-def make_load_memory(*, candidates: int = 200) -> Node:
+async def _gather(store: BaseStore, user_id: str, text: str, *, semantic: bool) -> list[Candidate]:
+    """Entities sharing words with the message, the most recently updated ones, and (optionally) the
+    closest in meaning: two rounds of a fixed number of store reads, whatever the user's entity count."""
+    namespace = entity_namespace(user_id)
+    query = name_words(text)
+    recent, close, matched = await asyncio.gather(
+        store.asearch(namespace, limit=RECENT),
+        _closest(store, namespace, text) if semantic else _nothing(),
+        entity_keys_for(store, user_id, query, limit=MATCHED),
+    )
+    found: dict[str, Candidate] = {}
+
+    def add(key: str, value: Any) -> Candidate | None:
+        if key not in found:
+            try:
+                found[key] = _candidate(key, EntityRecord.model_validate(value), query)
+            except ValidationError:
+                _log.warning("entity %s is unreadable and is left out of memory", key)
+        return found.get(key)
+
+    for item in recent:
+        if candidate := add(item.key, item.value):
+            candidate.recent = True
+    for item in close:
+        if item.score is not None and (candidate := add(item.key, item.value)):
+            candidate.score = item.score
+    missing = [key for key in matched if key not in found]
+    for result in await store.abatch([GetOp(namespace, key) for key in missing]) if missing else []:
+        if isinstance(result, Item):  # a stale index entry of a forgotten entity reads as None
+            add(result.key, result.value)
+    return list(found.values())
+
+
+async def _closest(store: BaseStore, namespace: tuple[str, ...], text: str) -> list[SearchItem]:
+    """Entities nearest to the message by embedding; only meaningful when the store has a vector index."""
+    return await store.asearch(namespace, query=text, limit=SEMANTIC) if text.strip() else []
+
+
+async def _nothing() -> list[SearchItem]:
+    return []
+
+
+def _join(*sections: str) -> str:
+    return "\n\n".join(section for section in sections if section)
+
+
+def make_load_memory(*, semantic: bool = False) -> Node:
+    """`semantic=True` when the store has a vector index: the closest entities by meaning join too."""
+
     async def load_memory(state: State, runtime: Runtime[Context]) -> Update:
-        """Memory for respond: the user's entities ranked against the newest message, within budget."""
+        """Memory for respond: the profile, then the entities that matter to the newest message, within
+        memory_tokens; `memory_trace` says why each one was picked."""
         user_id = authenticated_user(runtime) or runtime.context.user_id
         turn = {"user_id": user_id, "review_memory": runtime.context.review_memory}
-        if runtime.store is None:
-            return {**turn, "memory_context": "", "memory_keys": []}
-        items = await runtime.store.asearch(entity_namespace(user_id), limit=candidates)
-        records = [EntityRecord.model_validate(item.value) for item in items]
+        budget = runtime.context.memory_tokens
+        if runtime.store is None or budget <= 0:
+            return {**turn, "memory_context": "", "memory_keys": [], "memory_trace": []}
         latest = newest_human(state["messages"])
-        ranked = rank_entities(records, text_of(latest) if latest else "")
-        context, used = format_memory(ranked, runtime.context.memory_tokens)
-        return {**turn, "memory_context": context, "memory_keys": used}
+        text = text_of(latest) if latest else ""
+        gathered, profile = await asyncio.gather(
+            _gather(runtime.store, user_id, text, semantic=semantic), load_profile(runtime.store, user_id)
+        )
+        candidates = _ranked(gathered)
+        share = budget // PROFILE_SHARE if candidates else budget
+        profile_text = format_profile(profile, share) if profile else ""
+        room = budget - text_tokens(profile_text + "\n\n") if profile_text else budget
+        memory_text, values = format_memory([c.record for c in candidates], room)
+        picked = candidates[: len(values)]
+        trace = (
+            [{"key": "profile", "value": profile.name or "", "why": ["profile"]}]
+            if profile and profile_text
+            else []
+        )
+        trace += [candidate.trace() for candidate in picked]
+        _log.debug("memory for %s: %s", user_id, trace)
+        return {
+            **turn,
+            "memory_context": _join(profile_text, memory_text),
+            "memory_keys": values,
+            "memory_trace": trace,
+        }
 
     return load_memory

@@ -6,7 +6,10 @@ import re
 import unicodedata
 from typing import Any
 
+from langgraph.store.base import Item
 from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from nodes.profile import ProfileUpdate
 
 __all__ = [
     "ENTITY_TYPES",
@@ -17,7 +20,12 @@ __all__ = [
     "entity_namespace",
     "extracted_namespace",
     "merge_entity",
+    "name_forms",
+    "normalized_name",
     "parse_candidates",
+    "parse_profile",
+    "read_record",
+    "with_alias",
 ]
 
 ENTITY_TYPES = ("PERSON", "ORG", "LOC", "DATE", "PRODUCT", "TECH", "EVENT", "OTHER")
@@ -30,6 +38,9 @@ NOT_ENTITIES = frozenset(
 MAX_CONTEXT_CHARS = 240
 KEPT_CONTEXTS = 5
 KEPT_SOURCE_IDS = 50
+KEPT_ALIASES = 20
+MAX_RAW_PROFILE_CHARS = 200
+"""A profile string this long is garbage, not a value to cut down and keep."""
 
 
 class EntityCandidate(BaseModel):
@@ -69,9 +80,10 @@ class EntityCandidate(BaseModel):
 
 
 class Extraction(BaseModel):
-    """Entities mentioned in the newest turn of the conversation."""
+    """Entities mentioned in the newest turn of the conversation, and what it says about the user."""
 
     entities: list[EntityCandidate] = Field(default_factory=list, max_length=MAX_ENTITIES_PER_TURN)
+    profile: ProfileUpdate | None = None
 
 
 class EntityRecord(BaseModel):
@@ -108,6 +120,39 @@ def parse_candidates(arguments: Any) -> tuple[list[EntityCandidate], list[str]]:
     return kept, dropped
 
 
+def read_record(item: object) -> EntityRecord | None:
+    """The record a store item holds; None for no item or an unreadable one (it names nothing)."""
+    if not isinstance(item, Item):
+        return None
+    try:
+        return EntityRecord.model_validate(item.value)
+    except ValidationError:
+        return None
+
+
+def _longest_text(value: object) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    return max((_longest_text(item) for item in value), default=0) if isinstance(value, list) else 0
+
+
+def parse_profile(raw: Any) -> ProfileUpdate | None:
+    """The profile part of tool-call arguments; None when absent or empty.
+
+    Raises ValueError (ValidationError included) for a profile that is not usable, which earns the
+    repair attempt. A string far beyond every bound is refused rather than cut: it is a runaway
+    generation, and its first characters are not a name or a fact.
+    """
+    if raw is None or raw == {}:
+        return None
+    if _longest_text(raw) > MAX_RAW_PROFILE_CHARS:
+        raise ValueError(f"a profile value is longer than {MAX_RAW_PROFILE_CHARS} characters")
+    profile = ProfileUpdate.model_validate(raw)
+    return profile if profile.model_dump(exclude_defaults=True) else None
+
+
 def entity_namespace(user_id: str) -> tuple[str, ...]:
     return ("convomem", "users", user_id, "entities")
 
@@ -120,13 +165,49 @@ def extracted_namespace(user_id: str) -> tuple[str, ...]:
 _CORPORATE_SUFFIX = re.compile(r"\b(inc|corp|corporation|co|ltd|llc|gmbh|plc|company)\b\.?$")
 
 
-def entity_key(entity_type: str, value: str) -> str:
-    """Store key: the normalized value, so 'ACME Corp.' and 'Acme' land on one record per type."""
+def normalized_name(value: str) -> str:
+    """What resolution compares: NFKC, casefolded, punctuation and a corporate suffix removed.
+
+    'ACME Corp.', 'Acme, Inc.' and 'Acme Corporation' all become 'acme'; a name that is only a suffix
+    ('Company') stays itself.
+    """
     folded = unicodedata.normalize("NFKC", value).casefold()
-    words = re.sub(r"[^\w\s#+-]", " ", folded).split()
-    text = " ".join(words)
-    stripped = _CORPORATE_SUFFIX.sub("", text).strip() or text
-    return f"{entity_type}:{stripped.replace(' ', '_')}"
+    text = " ".join(re.sub(r"[^\w\s#+-]", " ", folded).split())
+    return _CORPORATE_SUFFIX.sub("", text).strip() or text
+
+
+def name_forms(record: EntityRecord) -> set[str]:
+    """The normalized names a record answers to: its value and every alias."""
+    return {normalized_name(name) for name in (record.value, *record.aliases)}
+
+
+def entity_key(entity_type: str, value: str) -> str:
+    """Store key of a new entity: its type when first seen and its normalized value.
+
+    The key is fixed at creation and never moves: resolution finds records by name (exact key, then
+    the word index), so a later alias or a refined type does not change where the record lives. The
+    type stays in the key because two entities may share a name (Jordan the person, Jordan the
+    country) and both need a place.
+    """
+    return f"{entity_type}:{normalized_name(value).replace(' ', '_')}"
+
+
+def _with_alias(aliases: list[str], value: str, canonical: str) -> list[str]:
+    """Aliases after seeing `value`; spellings differing only in case or spacing are not new."""
+    known = {" ".join(name.split()).casefold() for name in (canonical, *aliases)}
+    if " ".join(value.split()).casefold() in known:
+        return aliases
+    return [*aliases, value][-KEPT_ALIASES:]
+
+
+def with_alias(record: EntityRecord, value: str) -> EntityRecord | None:
+    """The record with one more surface form, or None when it already knows it.
+
+    For a second spelling of one entity in the same message: the message is counted once, but
+    both spellings are remembered.
+    """
+    aliases = _with_alias(record.aliases, value, record.value)
+    return None if aliases == record.aliases else record.model_copy(update={"aliases": aliases})
 
 
 def merge_entity(
@@ -137,7 +218,11 @@ def merge_entity(
     thread_id: str,
     now: str,
 ) -> EntityRecord | None:
-    """The record after one more mention, or None when this message was already counted."""
+    """The record after one more mention, or None when this message was already counted.
+
+    The first spelling stays the value; others become aliases. A record first typed OTHER takes the
+    first specific type proposed for it (its key does not change).
+    """
     if existing is None:
         return EntityRecord(
             type=candidate.type,
@@ -152,13 +237,12 @@ def merge_entity(
         )
     if message_id in existing.source_message_ids:
         return None
-    aliases = list(existing.aliases)
-    if candidate.value != existing.value and candidate.value not in aliases:
-        aliases.append(candidate.value)
+    aliases = _with_alias(existing.aliases, candidate.value, existing.value)
     contexts = [*existing.contexts, candidate.context] if candidate.context else list(existing.contexts)
     threads = existing.threads if thread_id in existing.threads else [*existing.threads, thread_id]
     return existing.model_copy(
         update={
+            "type": candidate.type if existing.type == "OTHER" else existing.type,
             "aliases": aliases,
             "contexts": contexts[-KEPT_CONTEXTS:],
             "confidence": max(existing.confidence, candidate.confidence),

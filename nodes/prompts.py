@@ -6,6 +6,7 @@ __all__ = [
     "DEFAULT_INSTRUCTIONS",
     "EXTRACTION_SYSTEM",
     "MEMORY_HEADER",
+    "PROFILE_HEADER",
     "REPAIR_REQUEST",
     "SUMMARY_HEADER",
     "SUMMARY_SYSTEM",
@@ -18,6 +19,8 @@ DEFAULT_INSTRUCTIONS = (
 
 MEMORY_HEADER = "What you remember about this user:"
 
+PROFILE_HEADER = "Who the user is (their profile):"
+
 SUMMARY_HEADER = "Summary of the earlier conversation:"
 
 SUMMARY_SYSTEM = (
@@ -28,7 +31,8 @@ SUMMARY_SYSTEM = (
 EXTRACTION_SYSTEM = (
     "You extract memorable entities from the newest turn of a conversation: people, organisations, "
     "places, dates, products, technologies and events the user mentioned. Call the tool once with every "
-    "entity found; use an empty list when there is none."
+    "entity found; use an empty list when there is none. Fill `profile` only with what the user says "
+    "about themselves (name, where they live or work, what they like); leave it out otherwise."
 )
 
 REPAIR_REQUEST = (

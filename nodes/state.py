@@ -29,6 +29,7 @@ class State(TypedDict):
     review_memory: NotRequired[bool]
     memory_context: NotRequired[str]
     memory_keys: NotRequired[list[str]]
+    memory_trace: NotRequired[list[dict[str, Any]]]
     extraction: NotRequired[dict[str, Any]]
 
 
@@ -42,6 +43,10 @@ class Context:
     working_set_tokens: int = 1500
     memory_tokens: int = 400
     review_memory: bool = False
+    extract_every: int = 1
+    """Run entity extraction on every n-th human turn only: fewer model calls on slow local models."""
+    extract_on_new_content_only: bool = False
+    """Skip extraction when the newest message names nothing new (only words already remembered)."""
 
 
 Update = dict[str, Any]

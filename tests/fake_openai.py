@@ -9,6 +9,9 @@ Endpoints
     ``POST /v1/chat/completions`` streaming (SSE) and non-streaming; every answer carries ``usage``
                                   (prompt tokens = characters of all message contents // 4,
                                   completion tokens = characters of the reply // 4).
+    ``POST /v1/embeddings``       OpenAI shape (``data[{embedding, index}]``, ``usage``, model
+                                  ``fake-embedding``), ``encoding_format`` float or base64; see
+                                  ``embed``. Recorded as kind ``embed``.
 
 Each chat request is classified into a *kind*:
     ``extract``    the request has ``tools``; the reply is one call of the first tool.
@@ -28,9 +31,22 @@ Entity rules for ``extract`` (applied to the last ``user`` message only):
     * ``context`` is the sentence the word came from (at most 120 characters), ``confidence`` is 0.9;
     * entities are deduplicated by value (first occurrence wins).
 
+Profile rules for ``extract`` (only when the tool declares a ``profile`` parameter; the key is left
+out when nothing matches), applied to the last ``user`` message:
+    * ``my name is X`` -> ``name`` (X: the capitalised words that follow);
+    * ``I live in X`` / ``I moved to X`` -> ``facts: [{"attribute": "lives_in", "value": X}]`` and
+      ``I work at X`` -> ``works_at`` (X: the capitalised words that follow);
+    * ``I like X`` / ``I love X`` -> ``interests`` (X: the rest of the clause, split on " and ").
+
+Embeddings (``embed``): hashed character trigrams of the casefolded, whitespace-collapsed text,
+``EMBEDDING_DIMS`` (64) dimensions, L2-normalised: deterministic, and strings sharing spelling are
+close ("Acme Corporation" ~ "Acme Corp"), unrelated ones are not.
+
 Fault controls (thread-safe, settable at runtime or via the constructor): ``delay_seconds`` per
 kind, ``fail_next(kind, count, status)``, ``malformed_extractions`` (arguments ``{"entities":
-"oops"}``) and ``down`` (every chat request gets a 503 and the connection is closed).
+"oops"}``), ``script_extractions(*raw)`` (the next extract replies carry these argument strings
+verbatim, e.g. invalid JSON; they go before ``malformed_extractions``) and ``down`` (every request
+gets a 503 and the connection is closed).
 
 Standalone use::
 
@@ -44,13 +60,17 @@ appends one JSON line per chat request (the body plus its ``kind``).
 from __future__ import annotations
 
 import argparse
+import base64
 import itertools
 import json
+import math
 import re
 import signal
+import struct
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,12 +79,25 @@ from typing import Any, NamedTuple, cast
 
 from nodes.prompts import SUMMARY_SYSTEM
 
-__all__ = ["KINDS", "MODEL", "STOPWORDS", "FakeOpenAIServer", "extract_entities", "main"]
+__all__ = [
+    "EMBEDDING_DIMS",
+    "EMBEDDING_MODEL",
+    "KINDS",
+    "MODEL",
+    "STOPWORDS",
+    "FakeOpenAIServer",
+    "embed",
+    "extract_entities",
+    "extract_profile",
+    "main",
+]
 
 Json = dict[str, Any]
 
 MODEL = "fake-model"
-KINDS = ("extract", "summarize", "respond")
+EMBEDDING_MODEL = "fake-embedding"
+EMBEDDING_DIMS = 64
+KINDS = ("extract", "summarize", "respond", "embed")
 STOPWORDS = frozenset(
     {"The", "This", "That", "User", "Assistant", "What", "Where", "When", "Who", "How"}
     | {"Hello", "Please", "Thanks", "Yes", "Noted", "SUMMARY"}
@@ -142,6 +175,66 @@ def extract_entities(text: str) -> list[Json]:
     return list(entities.values())
 
 
+_NAME = r"([A-Z][\w'-]*(?: [A-Z][\w'-]*)*)"
+_FACT_PATTERNS = (
+    (re.compile(r"\bI (?:live in|moved to) " + _NAME), "lives_in"),
+    (re.compile(r"\bI work at " + _NAME), "works_at"),
+)
+_MY_NAME = re.compile(r"\b[Mm]y name is " + _NAME)
+_LIKES = re.compile(r"\bI (?:like|love) ([^.,;!?\n]+)")
+
+
+def extract_profile(text: str) -> Json:
+    """What ``text`` says about the user, following the profile rules in the module docstring."""
+    profile: Json = {}
+    if name := _MY_NAME.search(text):
+        profile["name"] = name.group(1)
+    facts = [
+        {"attribute": a, "value": m.group(1)} for pattern, a in _FACT_PATTERNS for m in pattern.finditer(text)
+    ]
+    if facts:
+        profile["facts"] = facts
+    interests = [i.strip() for m in _LIKES.finditer(text) for i in m.group(1).split(" and ") if i.strip()]
+    if interests:
+        profile["interests"] = interests
+    return profile
+
+
+def embed(text: str) -> list[float]:
+    """Deterministic embedding: hashed character trigrams, L2-normalised (zeros for empty text)."""
+    folded = f" {' '.join(text.casefold().split())} "
+    vector = [0.0] * EMBEDDING_DIMS
+    for start in range(len(folded) - 2):
+        vector[zlib.crc32(folded[start : start + 3].encode()) % EMBEDDING_DIMS] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def _embedding_inputs(body: Json) -> list[str] | None:
+    """The texts of an embeddings request (token-id inputs are embedded as their digits), or None."""
+    raw = body.get("input")
+    items = (
+        [raw] if isinstance(raw, str) or (isinstance(raw, list) and raw and isinstance(raw[0], int)) else raw
+    )
+    if not isinstance(items, list) or not items:
+        return None
+    texts = [
+        item if isinstance(item, str) else " ".join(map(str, item))
+        for item in items
+        if isinstance(item, str | list)
+    ]
+    return texts if len(texts) == len(items) else None
+
+
+def _extraction_arguments(body: Json) -> str:
+    text = _last_user_text(body)
+    arguments: Json = {"entities": extract_entities(text)}
+    parameters = body["tools"][0].get("function", {}).get("parameters", {})
+    if "profile" in parameters.get("properties", {}) and (profile := extract_profile(text)):
+        arguments["profile"] = profile
+    return json.dumps(arguments)
+
+
 def _reply_text(kind: str, body: Json) -> str:
     if kind == "summarize":
         messages = _messages(body)
@@ -164,7 +257,8 @@ class _Plan(NamedTuple):
 
     delay: float = 0.0
     status: int | None = None
-    malformed: bool = False
+    arguments: str | None = None
+    """Raw tool-call arguments to send instead of the rule-based ones (extract only)."""
     down: bool = False
 
 
@@ -193,6 +287,7 @@ class FakeOpenAIServer:
         self._stopped = threading.Event()
         self._requests: list[Json] = []
         self._failures: dict[str, list[int]] = {}
+        self._scripted: list[str] = []
         self._ids = itertools.count(1)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -280,6 +375,12 @@ class FakeOpenAIServer:
         with self._lock:
             self._malformed = count
 
+    def script_extractions(self, *arguments: str) -> None:
+        """Answer the next extract requests with these raw argument strings, in order (any text:
+        invalid JSON, absurd values); they go before ``malformed_extractions``."""
+        with self._lock:
+            self._scripted.extend(arguments)
+
     @property
     def down(self) -> bool:
         with self._lock:
@@ -305,10 +406,13 @@ class FakeOpenAIServer:
             delay = self.delay_seconds.get(kind, 0.0)
             queue = self._failures.get(kind)
             status = queue.pop(0) if queue else None
-            malformed = kind == "extract" and status is None and self._malformed > 0
-            if malformed:
+            arguments: str | None = None
+            if kind == "extract" and status is None and self._scripted:
+                arguments = self._scripted.pop(0)
+            elif kind == "extract" and status is None and self._malformed > 0:
+                arguments = MALFORMED_ARGUMENTS
                 self._malformed -= 1
-        return _Plan(delay=delay, status=status, malformed=malformed)
+        return _Plan(delay=delay, status=status, arguments=arguments)
 
     def _next_id(self) -> str:
         with self._lock:
@@ -352,7 +456,8 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.fake
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        path = self.path.rstrip("/")
+        if path not in ("/v1/chat/completions", "/v1/embeddings"):
             self._send_error(404, f"unknown path {self.path}")
             return
         try:
@@ -363,7 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._send_error(400, "request body must be a JSON object")
             return
-        kind = classify(body)
+        kind = "embed" if path == "/v1/embeddings" else classify(body)
         plan = fake._record(kind, body)
         if plan.down:
             self.close_connection = True
@@ -374,20 +479,35 @@ class _Handler(BaseHTTPRequestHandler):
         if plan.status is not None:
             self._send_error(plan.status, f"injected failure for {kind}")
             return
-        self._answer(kind, body, plan.malformed)
+        if kind == "embed":
+            self._embeddings(body)
+        else:
+            self._answer(kind, body, plan.arguments)
 
     # ------------------------------------------------------------------ answers
 
-    def _answer(self, kind: str, body: Json, malformed: bool) -> None:
+    def _embeddings(self, body: Json) -> None:
+        texts = _embedding_inputs(body)
+        if texts is None:
+            self._send_error(400, "input must be a string, a list of strings or token ids")
+            return
+        data: list[Json] = []
+        for index, text in enumerate(texts):
+            vector = embed(text)
+            encoded: Any = vector
+            if body.get("encoding_format") == "base64":
+                encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+            data.append({"object": "embedding", "embedding": encoded, "index": index})
+        tokens = sum(len(text) for text in texts) // 4
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        self._send_json(200, {"object": "list", "data": data, "model": EMBEDDING_MODEL, "usage": usage})
+
+    def _answer(self, kind: str, body: Json, scripted: str | None) -> None:
         model = str(body.get("model") or MODEL)
         prompt_chars = sum(len(_text(m.get("content"))) for m in _messages(body))
         tool_call: Json | None = None
         if kind == "extract":
-            arguments = (
-                MALFORMED_ARGUMENTS
-                if malformed
-                else json.dumps({"entities": extract_entities(_last_user_text(body))})
-            )
+            arguments = scripted if scripted is not None else _extraction_arguments(body)
             tool_call = {
                 "id": f"call_{self.fake._next_id()}",
                 "type": "function",

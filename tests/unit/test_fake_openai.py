@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -14,12 +16,19 @@ from typing import Any
 
 import openai
 import pytest
-from langchain_core.messages import AIMessageChunk, BaseMessageChunk, HumanMessage, SystemMessage
-from langchain_openai import ChatOpenAI
-from pydantic import BaseModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk, HumanMessage, SystemMessage
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from pydantic import BaseModel, SecretStr
 
 from nodes.prompts import EXTRACTION_SYSTEM, SUMMARY_SYSTEM
-from tests.fake_openai import FakeOpenAIServer, extract_entities
+from tests.fake_openai import (
+    EMBEDDING_DIMS,
+    EMBEDDING_MODEL,
+    FakeOpenAIServer,
+    embed,
+    extract_entities,
+    extract_profile,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -235,3 +244,121 @@ def test_cli_prints_ready_logs_and_stops_on_sigterm(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# --- profile, scripted arguments, embeddings -----------------------------------------------------------
+
+
+class Fact(BaseModel):
+    attribute: str
+    value: str
+
+
+class Profile(BaseModel):
+    name: str | None = None
+    interests: list[str] = []
+    facts: list[Fact] = []
+
+
+class ExtractionWithProfile(BaseModel):
+    """Record the entities and what the user says about themselves."""
+
+    entities: list[Entity]
+    profile: Profile | None = None
+
+
+def test_extract_profile_rules() -> None:
+    text = "My name is Ada Lovelace. I live in Lisbon, I work at Acme and I like chess and jazz."
+    assert extract_profile(text) == {
+        "name": "Ada Lovelace",
+        "facts": [{"attribute": "lives_in", "value": "Lisbon"}, {"attribute": "works_at", "value": "Acme"}],
+        "interests": ["chess", "jazz"],
+    }
+    assert extract_profile("I moved to New York last year. I love hiking") == {
+        "facts": [{"attribute": "lives_in", "value": "New York"}],
+        "interests": ["hiking"],
+    }
+    assert extract_profile("nothing about me here") == {}
+
+
+def test_profile_is_sent_only_when_the_tool_declares_it(server: FakeOpenAIServer) -> None:
+    text = "My name is Ada. I moved to Paris."
+    with_profile = chat(server).with_structured_output(ExtractionWithProfile, method="function_calling")
+    result = with_profile.invoke(extraction_messages(text))
+    assert isinstance(result, ExtractionWithProfile)
+    assert result.profile == Profile(name="Ada", facts=[Fact(attribute="lives_in", value="Paris")])
+    assert {e.value for e in result.entities} == {"Ada", "Paris"}
+    plain = chat(server).bind_tools([Extraction], tool_choice="Extraction").invoke(extraction_messages(text))
+    assert isinstance(plain, AIMessage)
+    assert set(plain.tool_calls[0]["args"]) == {"entities"}
+
+
+def test_scripted_extractions_are_sent_verbatim_then_the_rules_resume(server: FakeOpenAIServer) -> None:
+    server.script_extractions('{"entities": [{"type": "ORG", "value": "Ac', '{"entities": []}')
+    server.malformed_extractions = 1
+    bound = chat(server).bind_tools([Extraction], tool_choice="Extraction")
+    broken = bound.invoke(extraction_messages("I live in Rome."))
+    assert isinstance(broken, AIMessage)
+    assert broken.tool_calls == [] and len(broken.invalid_tool_calls) == 1  # not JSON
+    empty = bound.invoke(extraction_messages("I live in Rome."))
+    assert isinstance(empty, AIMessage) and empty.tool_calls[0]["args"] == {"entities": []}
+    malformed = bound.invoke(extraction_messages("I live in Rome."))
+    assert isinstance(malformed, AIMessage) and malformed.tool_calls[0]["args"] == {"entities": "oops"}
+    good = bound.invoke(extraction_messages("I live in Rome."))
+    assert isinstance(good, AIMessage) and good.tool_calls[0]["args"]["entities"][0]["value"] == "Rome"
+
+
+def cosine(left: list[float], right: list[float]) -> float:
+    return sum(a * b for a, b in zip(left, right, strict=True))
+
+
+def test_embed_is_deterministic_normalised_and_close_for_similar_strings() -> None:
+    vector = embed("Acme Corporation")
+    assert len(vector) == EMBEDDING_DIMS
+    assert vector == embed("  acme   CORPORATION ")
+    assert abs(cosine(vector, vector) - 1.0) < 1e-9
+    assert cosine(embed("Lovelace"), embed("Lovelase")) > 0.7
+    assert cosine(embed("Acme"), embed("Apex")) < 0.3
+    assert embed("") == [0.0] * EMBEDDING_DIMS
+
+
+@pytest.mark.parametrize("encoding_format", ["float", "base64"])
+def test_embeddings_endpoint_speaks_the_openai_shape(server: FakeOpenAIServer, encoding_format: str) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="test")
+    response = client.embeddings.create(
+        model=EMBEDDING_MODEL,
+        input=["Acme Corporation", "Paris"],
+        encoding_format=encoding_format,  # type: ignore[arg-type]
+    )
+    assert response.model == EMBEDDING_MODEL
+    assert [d.index for d in response.data] == [0, 1]
+    for data, text in zip(response.data, ["Acme Corporation", "Paris"], strict=True):
+        vector: Any = data.embedding
+        if encoding_format == "base64":  # asked for explicitly, the SDK hands the string back as is
+            vector = list(struct.unpack(f"<{EMBEDDING_DIMS}f", base64.b64decode(vector)))
+        assert vector == pytest.approx(embed(text), abs=1e-6)
+    assert response.usage.prompt_tokens == len("Acme CorporationParis") // 4
+    [recorded] = server.requests_of("embed")
+    assert recorded["input"] == ["Acme Corporation", "Paris"]
+
+
+async def test_langchain_embeddings_work_against_it(server: FakeOpenAIServer) -> None:
+    embeddings = OpenAIEmbeddings(
+        openai_api_base=server.base_url,
+        openai_api_key=SecretStr("test"),
+        model=EMBEDDING_MODEL,
+        check_embedding_ctx_length=False,
+    )
+    [vector] = await embeddings.aembed_documents(["Ada Lovelace"])
+    assert vector == pytest.approx(embed("Ada Lovelace"), abs=1e-6)
+    assert await embeddings.aembed_query("Ada Lovelace") == pytest.approx(vector)
+
+
+def test_embeddings_honour_fault_controls_and_refuse_bad_input(server: FakeOpenAIServer) -> None:
+    client = openai.OpenAI(base_url=server.base_url, api_key="test", max_retries=0)
+    server.fail_next("embed", 1, status=503)
+    with pytest.raises(openai.InternalServerError):
+        client.embeddings.create(model=EMBEDDING_MODEL, input="x")
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model=EMBEDDING_MODEL, input=[])
+    assert len(client.embeddings.create(model=EMBEDDING_MODEL, input="x").data) == 1

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
+from langgraph.store.base import Item
 from pydantic import ValidationError
 
 from nodes.load_memory import format_memory, rank_entities
@@ -12,16 +15,22 @@ from nodes.memory import (
     MAX_VALUE_CHARS,
     EntityCandidate,
     EntityRecord,
+    Extraction,
     entity_key,
     entity_namespace,
     extracted_namespace,
     merge_entity,
+    normalized_name,
     parse_candidates,
+    parse_profile,
+    read_record,
+    with_alias,
 )
 from nodes.prompts import MEMORY_HEADER
 
 T0 = "2026-01-01T00:00:00+00:00"
 T1 = "2026-01-02T00:00:00+00:00"
+NOW = datetime.fromisoformat(T0)
 
 
 # --- entity_key ------------------------------------------------------------------------------------
@@ -51,6 +60,15 @@ def test_entity_key_keeps_a_name_that_is_only_a_suffix() -> None:
 def test_entity_key_keeps_symbol_names_apart() -> None:
     keys = {entity_key("TECH", v) for v in ["C", "C++", "C#"]}
     assert len(keys) == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [("ACME Corp.", "acme"), ("Ada  Lovelace", "ada lovelace"), ("Company", "company"), ("C++", "c++")],
+)
+def test_normalized_name_is_what_the_key_is_made_of(value: str, name: str) -> None:
+    assert normalized_name(value) == name
+    assert entity_key("ORG", value) == "ORG:" + name.replace(" ", "_")
 
 
 def test_namespaces_are_per_user_and_distinct() -> None:
@@ -139,6 +157,50 @@ def test_parse_candidates_drops_a_single_bad_entity_with_a_note() -> None:
     assert "empty entity value" in dropped[0]
 
 
+# --- the profile part of the tool call ---------------------------------------------------------------
+
+
+def test_extraction_schema_has_entities_and_an_optional_bounded_profile() -> None:
+    schema = Extraction.model_json_schema()
+    assert set(schema["properties"]) == {"entities", "profile"}
+    assert schema["properties"]["entities"]["maxItems"] == 12
+    assert "profile" not in schema.get("required", [])
+
+
+def test_parse_profile_keeps_a_valid_profile_and_treats_empty_as_none() -> None:
+    profile = parse_profile({"name": " Ada ", "facts": [{"attribute": "lives in", "value": "Lisbon"}]})
+    assert profile is not None
+    assert (profile.name, profile.facts[0].attribute) == ("Ada", "lives_in")
+    assert parse_profile(None) is None
+    assert parse_profile({}) is None
+    assert parse_profile({"interests": []}) is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"name": "x" * 5000},  # a runaway generation, not a name to cut down
+        {"facts": [{"attribute": "lives_in", "value": "y" * 300}]},
+        {"name": {"first": "Ada"}},
+        {"facts": "lots"},
+        "Ada",
+    ],
+    ids=["huge-name", "huge-fact", "name-object", "facts-string", "not-an-object"],
+)
+def test_parse_profile_refuses_absurd_values(raw: object) -> None:
+    with pytest.raises(ValueError):
+        parse_profile(raw)
+
+
+def test_read_record_skips_missing_and_unreadable_items() -> None:
+    def item(value: dict[str, object]) -> Item:
+        return Item(value=value, key="k", namespace=("n",), created_at=NOW, updated_at=NOW)
+
+    assert read_record(item(record("Acme").model_dump())) == record("Acme")
+    assert read_record(item({"value": 3})) is None
+    assert read_record(None) is None
+
+
 def test_parse_candidates_accepts_an_empty_list() -> None:
     assert parse_candidates({"entities": []}) == ([], [])
 
@@ -210,6 +272,41 @@ def test_merge_does_not_duplicate_aliases_or_threads() -> None:
     assert record.threads == ["t1"]
     assert record.mentions == 4
     assert record.confidence == 0.8  # max of 0.6 and the default 0.8
+
+
+def test_merge_ignores_spellings_differing_only_in_case_or_spacing() -> None:
+    record = first_record()
+    for n, value in enumerate(["ACME", "acme", " Acme "], start=2):
+        merged = merge_entity(
+            record, EntityCandidate(type="ORG", value=value), message_id=f"m{n}", thread_id="t1", now=T1
+        )
+        assert merged is not None
+        record = merged
+    assert record.aliases == []
+
+
+def test_merge_refines_a_record_typed_other_but_never_a_specific_one() -> None:
+    other = merge_entity(
+        None, EntityCandidate(type="OTHER", value="Bob"), message_id="m1", thread_id="t", now=T0
+    )
+    assert other is not None
+    person = merge_entity(
+        other, EntityCandidate(type="PERSON", value="Bob"), message_id="m2", thread_id="t", now=T1
+    )
+    assert person is not None and person.type == "PERSON"
+    again = merge_entity(
+        person, EntityCandidate(type="OTHER", value="Bob"), message_id="m3", thread_id="t", now=T1
+    )
+    assert again is not None and again.type == "PERSON"
+
+
+def test_with_alias_adds_a_new_spelling_once() -> None:
+    record = first_record()
+    aliased = with_alias(record, "ACME Corp.")
+    assert aliased is not None and aliased.aliases == ["ACME Corp."]
+    assert aliased.mentions == record.mentions
+    assert with_alias(aliased, "acme corp.") is None
+    assert with_alias(record, "ACME") is None
 
 
 def test_merge_keeps_only_the_latest_contexts() -> None:
