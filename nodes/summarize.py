@@ -36,8 +36,13 @@ def make_summarize(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
         """Fold messages beyond the working-set budget into the running summary.
 
         Never fails the turn: when the model cannot answer, nothing folds and the next turn tries again.
+        Ids folded earlier but not yet removed (reduce_history did not run, e.g. the turn was superseded)
+        are already in the summary: they are not folded again and stay listed for removal.
         """
-        stale = messages_to_fold(state["messages"], runtime.context.working_set_tokens)
+        pending = list(state.get("summarized_ids") or [])
+        already = set(pending)
+        working = [m for m in state["messages"] if m.id not in already]
+        stale = messages_to_fold(working, runtime.context.working_set_tokens)
         if not stale:
             return {}
         try:
@@ -48,6 +53,6 @@ def make_summarize(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
         summary = text_of(reply).strip()[:MAX_SUMMARY_CHARS]
         if not summary:
             return {}  # an empty reply must not cost the old summary or the messages it would replace
-        return {"summary": summary, "summarized_ids": [m.id for m in stale if m.id]}
+        return {"summary": summary, "summarized_ids": [*pending, *(m.id for m in stale if m.id)]}
 
     return summarize

@@ -11,8 +11,13 @@ __all__ = ["count_tokens", "fit_window", "text_of"]
 
 
 def count_tokens(messages: Sequence[BaseMessage]) -> int:
-    """Approximate token count; deterministic and fast, good enough for budgets."""
-    return count_tokens_approximately(messages)
+    """Approximate token count; deterministic, fast, no tokenizer download, good enough for budgets.
+
+    Additive: the count of a list is the sum of its messages' counts (langchain-core rounds per message;
+    usage-metadata scaling, which would make it depend on the neighbours, stays off), so reduction can
+    subtract what leaves the working set.
+    """
+    return count_tokens_approximately(messages, use_usage_metadata_scaling=False)
 
 
 def text_of(message: BaseMessage) -> str:

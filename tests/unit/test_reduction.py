@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langgraph.runtime import Runtime
 
+from nodes.prompts import SUMMARY_SYSTEM
 from nodes.reduction import messages_to_fold
-from nodes.tokens import count_tokens
+from nodes.state import Context
+from nodes.summarize import make_summarize, summary_request
+from nodes.tokens import count_tokens, text_of
+from tests.unit.test_reduction_properties import check_fold
 
 LONG = "word " * 80  # ~100 tokens per message
 
@@ -35,52 +37,6 @@ def ids(messages: list[AnyMessage]) -> list[str | None]:
     return [m.id for m in messages]
 
 
-def check_invariants(
-    messages: list[AnyMessage], budget: int, keep: int | None, folded: list[AnyMessage]
-) -> None:
-    """Every rule the docstring and DESIGN.md §2 promise, checked on one input/output pair."""
-    folded_ids = set(ids(folded))
-    assert len(folded_ids) == len(folded), "a message folded twice"
-    assert folded_ids <= set(ids(messages)), "folded a message that is not in the working set"
-
-    if count_tokens(messages) <= budget:
-        assert folded == []
-        return
-
-    # System messages never fold.
-    assert not any(isinstance(m, SystemMessage) for m in folded)
-
-    # Oldest first: the folded messages are exactly the non-system messages of some prefix.
-    positions = [i for i, m in enumerate(messages) if m.id in folded_ids]
-    cut = positions[-1] + 1 if positions else 0
-    assert ids(folded) == [m.id for m in messages[:cut] if not isinstance(m, SystemMessage)]
-
-    # Never the newest human message, nor anything after it.
-    humans = [i for i, m in enumerate(messages) if isinstance(m, HumanMessage)]
-    if humans:
-        assert cut <= humans[-1]
-
-    remaining = [m for m in messages if m.id not in folded_ids]
-    conversation = [m for m in remaining if not isinstance(m, SystemMessage)]
-    # The working set never starts with a tool result.
-    assert not (remaining and isinstance(remaining[0], ToolMessage))
-    assert not (conversation and isinstance(conversation[0], ToolMessage))
-
-    # An AI tool call and its results fold together or stay together.
-    for message in messages:
-        if isinstance(message, AIMessage) and message.tool_calls:
-            call_ids = {c["id"] for c in message.tool_calls}
-            results = [m for m in messages if isinstance(m, ToolMessage) and m.tool_call_id in call_ids]
-            sides = {m.id in folded_ids for m in [message, *results]}
-            assert len(sides) == 1, f"tool call {message.id} split from its results"
-
-    # Folding goes far enough: what stays fits `keep`, unless the cut reached the newest human message.
-    keep_tokens = budget // 2 if keep is None else keep
-    limit = humans[-1] if humans else len(messages)
-    reached_limit = all(m.id in folded_ids for m in messages[:limit] if not isinstance(m, SystemMessage))
-    assert reached_limit or count_tokens(conversation) <= keep_tokens
-
-
 def test_under_budget_folds_nothing() -> None:
     messages = [human("hi", "h1"), ai("hello", "a1"), human("how are you", "h2")]
     assert messages_to_fold(messages, count_tokens(messages)) == []
@@ -101,7 +57,7 @@ def test_over_budget_folds_the_oldest_first() -> None:
     folded = messages_to_fold(messages, budget)
     assert ids(folded) == ["h1", "a1", "h2", "a2"]  # what stays (h3, a3, h4) fits half the budget
     assert count_tokens(messages[4:]) <= budget // 2 < count_tokens(messages[3:])
-    check_invariants(messages, budget, None, folded)
+    check_fold(messages, budget, None, folded)
 
 
 def test_explicit_keep_tokens_controls_how_much_stays() -> None:
@@ -140,7 +96,7 @@ def test_tool_results_fold_with_the_call_that_made_them() -> None:
     keep = count_tokens(messages[3:])  # would leave t2 first without the tool rule
     folded = messages_to_fold(messages, budget_tokens=1, keep_tokens=keep)
     assert ids(folded) == ["h1", "a1", "t1", "t2"]
-    check_invariants(messages, 1, keep, folded)
+    check_fold(messages, 1, keep, folded)
 
 
 def test_tool_call_stays_with_its_results_when_they_stay() -> None:
@@ -173,38 +129,75 @@ def test_without_any_human_message_everything_but_system_may_fold() -> None:
     assert ids(folded) == ["a1", "a2"]
 
 
-# --- property test -----------------------------------------------------------------------------------
+def test_system_messages_that_stay_count_against_keep() -> None:
+    # Without counting the system message, h2 and a2 would fit `keep` and stay.
+    messages = [
+        SystemMessage(LONG, id="s1"),
+        human(LONG, "h1"),
+        ai(LONG, "a1"),
+        human("q", "h2"),
+        ai("ok", "a2"),
+    ]
+    keep = count_tokens(messages[3:])
+    folded = messages_to_fold(messages, budget_tokens=1, keep_tokens=keep)
+    assert ids(folded) == ["h1", "a1"]
+    check_fold(messages, 1, keep, folded)
 
 
-@st.composite
-def conversations(draw: st.DrawFn) -> list[AnyMessage]:
-    """Random working sets built from whole units: a tool call is always followed by all its results."""
-    counter = itertools.count()
-    text = st.text(alphabet="abcdefgh ", min_size=0, max_size=300)
-    kinds = st.sampled_from(["human", "ai", "tools", "system"])
-    messages: list[AnyMessage] = []
-    for kind in draw(st.lists(kinds, max_size=14)):
-        n = next(counter)
-        if kind == "human":
-            messages.append(human(draw(text), f"h{n}"))
-        elif kind == "ai":
-            messages.append(ai(draw(text), f"a{n}"))
-        elif kind == "system":
-            messages.append(SystemMessage(content=draw(text), id=f"s{n}"))
-        else:
-            calls = [f"c{n}_{k}" for k in range(draw(st.integers(1, 3)))]
-            messages.append(ai_calling(f"a{n}", *calls))
-            messages.extend(tool(c, f"t{c}", draw(text)) for c in calls)
-    return messages
+def test_results_whose_call_already_left_fold_even_under_budget() -> None:
+    messages = [
+        SystemMessage("rules", id="s1"),
+        tool("gone", "t0", "short"),
+        human("hi", "h1"),
+        ai("hello", "a1"),
+    ]
+    assert ids(messages_to_fold(messages, budget_tokens=10_000)) == ["t0"]
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), messages=conversations())
-def test_fold_invariants_hold_for_random_conversations(
-    data: st.DataObject, messages: list[AnyMessage]
-) -> None:
-    total = count_tokens(messages)
-    budget = data.draw(st.integers(min_value=0, max_value=total + 20), label="budget")
-    keep = data.draw(st.none() | st.integers(min_value=0, max_value=max(budget, 0)), label="keep")
-    folded = messages_to_fold(messages, budget, keep)
-    check_invariants(messages, budget, keep, folded)
+def test_results_answered_out_of_order_or_apart_stay_with_their_call() -> None:
+    messages = [
+        human(LONG, "h1"),
+        ai_calling("a1", "c1", "c2"),
+        tool("c2", "t2"),
+        ai(LONG, "a-between"),
+        tool("c1", "t1"),
+        ai(LONG, "a2"),
+        human("q", "h2"),
+    ]
+    keep = count_tokens(messages[3:])  # would cut between t2 and t1
+    folded = messages_to_fold(messages, budget_tokens=1, keep_tokens=keep)
+    assert ids(folded) == ["h1", "a1", "t2", "a-between", "t1"]
+    check_fold(messages, 1, keep, folded)
+
+
+def test_the_fold_stops_before_a_message_without_an_id() -> None:
+    # It could not be removed afterwards, so it would be both summarized and still in the working set.
+    messages = [human(LONG, "h1"), ai(LONG, "a1"), HumanMessage(LONG), ai(LONG, "a2"), human("q", "h3")]
+    assert ids(messages_to_fold(messages, budget_tokens=1, keep_tokens=0)) == ["h1", "a1"]
+
+
+def test_a_call_still_waiting_for_results_after_the_newest_human_stays() -> None:
+    messages = [human(LONG, "h1"), ai(LONG, "a1"), human("look it up", "h2"), ai_calling("a2", "c1")]
+    assert ids(messages_to_fold(messages, budget_tokens=1, keep_tokens=0)) == ["h1", "a1"]
+
+
+# --- the running summary ---------------------------------------------------------------------------
+
+
+def test_the_summary_request_carries_the_previous_summary_and_the_stale_messages() -> None:
+    system, request = summary_request("Ada works at Acme.", [human("I moved to Oslo", "h1"), ai("ok", "a1")])
+    assert system == SystemMessage(content=SUMMARY_SYSTEM)
+    assert (
+        text_of(request)
+        == "Previous summary:\nAda works at Acme.\n\nNew messages:\nhuman: I moved to Oslo\nai: ok"
+    )
+
+
+async def test_ids_folded_but_not_yet_removed_are_not_folded_again() -> None:
+    # The last turn's reduce_history never ran (the turn was superseded): h1 and a1 are already summarized.
+    messages = [human(LONG, "h1"), ai(LONG, "a1"), human(LONG, "h2"), ai(LONG, "a2"), human("q", "h3")]
+    model = GenericFakeChatModel(messages=iter(["newer summary"]))
+    state = {"messages": messages, "summary": "old", "summarized_ids": ["h1", "a1"]}
+    runtime = Runtime(context=Context(working_set_tokens=64), store=None)
+    update = await make_summarize(model)(state, runtime=runtime)  # type: ignore[arg-type]
+    assert update == {"summary": "newer summary", "summarized_ids": ["h1", "a1", "h2", "a2"]}

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import socket
+import sys
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolCall, ToolMessage
+from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.utils import count_tokens_approximately
 
 from nodes.tokens import count_tokens, fit_window, text_of
 
@@ -19,6 +24,46 @@ def test_count_tokens_grows_with_content_and_messages() -> None:
     assert count_tokens([]) == 0
     assert 0 < count_tokens(one) < count_tokens([HumanMessage(content=LONG)])
     assert count_tokens(one * 2) == 2 * count_tokens(one)
+
+
+def test_counting_and_fitting_download_no_tokenizer_and_open_no_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("token counting touched the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    for tokenizer in ("tiktoken", "transformers", "tokenizers"):
+        monkeypatch.setitem(sys.modules, tokenizer, None)  # any import of them now raises ImportError
+    messages = [HumanMessage(LONG, id="h1"), AIMessage(LONG, id="a1"), HumanMessage("and now?", id="h2")]
+    assert count_tokens(messages) == count_tokens_approximately(messages)
+    assert [m.id for m in fit_window(messages, count_tokens(messages[1:]))] == ["h2"]
+
+
+USAGE = UsageMetadata(input_tokens=900, output_tokens=100, total_tokens=1000)
+
+
+def sized_message(kind: int, size: int) -> AnyMessage:
+    """A message of `size` characters: human, AI with usage metadata, AI tool call, or tool result."""
+    call = ToolCall(name="lookup", args={"q": "x"}, id="c1", type="tool_call")
+    if kind == 0:
+        return HumanMessage("x" * size)
+    if kind == 1:
+        return AIMessage("y" * size, usage_metadata=USAGE, response_metadata={"model_provider": "openai"})
+    if kind == 2:
+        return AIMessage("", tool_calls=[call])
+    return ToolMessage("z" * size, tool_call_id="c1")
+
+
+@settings(max_examples=100, deadline=None, derandomize=True, database=None)
+@given(sizes=st.lists(st.integers(min_value=0, max_value=500), max_size=8), cut=st.integers(0, 8))
+def test_count_tokens_adds_up_per_message(sizes: list[int], cut: int) -> None:
+    """Reduction subtracts what folds from the total; that needs counts that add up, usage or not."""
+    messages = [sized_message(i % 4, n) for i, n in enumerate(sizes)]
+    assert count_tokens(messages) == count_tokens(messages[:cut]) + count_tokens(messages[cut:])
+    assert count_tokens(messages) == sum(count_tokens([m]) for m in messages)
 
 
 def test_text_of_flattens_content_blocks() -> None:
