@@ -26,6 +26,7 @@ __all__ = [
     "hold_thread",
     "is_thread_busy",
     "thread_lock_key",
+    "try_thread_lock_in_transaction",
 ]
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
@@ -93,6 +94,17 @@ def thread_lock_key(thread_id: str) -> int:
     """A stable signed 32-bit key for the thread (pg_advisory_lock(int, int) with LOCK_NAMESPACE)."""
     digest = hashlib.blake2b(thread_id.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+async def try_thread_lock_in_transaction(conn: Conn, thread_id: str) -> bool:
+    """The thread's run lock until `conn`'s transaction ends, if free: a run starting meanwhile finds the
+    thread busy. For maintenance (prune, forget) that must not race a turn."""
+    row = await (
+        await conn.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s) AS held", (LOCK_NAMESPACE, thread_lock_key(thread_id))
+        )
+    ).fetchone()
+    return bool(row and row["held"])
 
 
 def _lock_params(thread_id: str) -> dict[str, Any]:

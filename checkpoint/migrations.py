@@ -19,6 +19,7 @@ from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
 from checkpoint.locks import RUN_REQUESTS_DDL
+from checkpoint.transcript import TRANSCRIPT_DDL
 
 __all__ = [
     "MIGRATIONS",
@@ -72,6 +73,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     # Stop requests from a newer message to the run holding a thread (on_busy rollback / interrupt).
     Migration("0002_run_requests", (RUN_REQUESTS_DDL,)),
+    # Every message of every thread, archived before it leaves the working set; full-text searchable.
+    Migration("0003_transcript", TRANSCRIPT_DDL),
 )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from langgraph.store.postgres.base import PostgresIndexConfig
 from psycopg import AsyncConnection, OperationalError
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
@@ -91,13 +92,19 @@ async def setup_database(persistence: Persistence) -> None:
 
 @asynccontextmanager
 async def open_persistence(
-    url: str, *, setup: bool = True, encryption_key: SecretStr | None = None, **pool_options: Any
+    url: str,
+    *,
+    setup: bool = True,
+    encryption_key: SecretStr | None = None,
+    index: PostgresIndexConfig | None = None,
+    **pool_options: Any,
 ) -> AsyncIterator[Persistence]:
+    """`index` gives the store a pgvector index (semantic search over the fields it names)."""
     async with open_pool(url, **pool_options) as pool:
         persistence = Persistence(
             pool=pool,
             checkpointer=ConvomemSaver(pool, serde=make_serializer(encryption_key=encryption_key)),
-            store=AsyncPostgresStore(pool),
+            store=AsyncPostgresStore(pool, index=index),
         )
         try:
             if setup:

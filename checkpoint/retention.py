@@ -22,7 +22,7 @@ from psycopg import AsyncConnection, DataError, IntegrityError, InternalError, R
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-from checkpoint.locks import LOCK_NAMESPACE, is_thread_busy, thread_lock_key
+from checkpoint.locks import is_thread_busy, try_thread_lock_in_transaction
 from checkpoint.saver import ConvomemSaver
 from nodes.errors import ConfigError, InvalidInput
 
@@ -214,7 +214,7 @@ async def _prune_thread(
         async with pool.connection() as conn, conn.transaction() as tx:
             # Upstream's prune opens its own REPEATABLE READ (as a savepoint here): the same level is allowed.
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            if not await _hold_run_lock(conn, thread_id):
+            if not await try_thread_lock_in_transaction(conn, thread_id):
                 return ThreadSkipped(thread_id, "running")
             if await _waits_on_interrupt(conn, thread_id):
                 return ThreadSkipped(thread_id, "interrupt")
@@ -228,16 +228,6 @@ async def _prune_thread(
         _log.warning("prune of thread %r skipped: %s", thread_id, error)
         return ThreadSkipped(thread_id, "error", str(error).strip().splitlines()[0] if str(error) else "")
     return outcome
-
-
-async def _hold_run_lock(conn: AsyncConnection[DictRow], thread_id: str) -> bool:
-    """The run lock until this transaction ends: a run starting meanwhile finds the thread busy."""
-    row = await (
-        await conn.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, %s) AS held", (LOCK_NAMESPACE, thread_lock_key(thread_id))
-        )
-    ).fetchone()
-    return bool(row and row["held"])
 
 
 async def _waits_on_interrupt(conn: AsyncConnection[DictRow], thread_id: str) -> bool:

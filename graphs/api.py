@@ -16,7 +16,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from psycopg import OperationalError
 
-from checkpoint.ids import validate_id
+from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import (
     BUSY_TIMEOUT,
     RUN_ID_KEY,
@@ -27,6 +27,19 @@ from checkpoint.locks import (
 )
 from checkpoint.persistence import Persistence, Pool, open_pool
 from checkpoint.threads import ThreadSummary, discard_run, list_threads, pending_write_keys
+from checkpoint.transcript import (
+    USER_KEY,
+    ForgetReport,
+    SearchHit,
+    TranscriptArchive,
+    TranscriptEntry,
+    UserStats,
+    forget_user,
+    open_transcript,
+    read_transcript,
+    search_transcript,
+    user_stats,
+)
 from graphs.conversation import build_graph
 from graphs.database import database_url, open_database
 from graphs.models import shared_chat_model
@@ -59,7 +72,6 @@ __all__ = [
 ]
 
 
-USER_KEY = "convomem_user_id"
 REVIEW_KEY = "convomem_review_memory"
 """Checkpoint metadata keys: how a thread's run was started, so resume, replay and fork go on alike."""
 MAX_CONCURRENT_RUNS = 16
@@ -143,17 +155,20 @@ class Convomem:
         persistence: Persistence,
         settings: Settings,
         lock_pool: Pool,
+        archive: TranscriptArchive,
     ):
         self.graph = graph
         self.persistence = persistence
         self.settings = settings
         self.lock_pool = lock_pool
         """Connections that hold thread locks during runs, apart from the pool the runs query through."""
+        self.archive = archive
+        """Where reduce_history keeps every message (the graph's), and the language search parses with."""
 
     # -- input checks -------------------------------------------------------------------------
     def context(self, user_id: str | None = None, *, review_memory: bool = False) -> Context:
         return Context(
-            user_id=validate_id(user_id or self.settings.user_id, "user id"),
+            user_id=validate_user_id(user_id or self.settings.user_id),
             instructions=self.settings.instructions or DEFAULT_INSTRUCTIONS,
             prompt_tokens=self.settings.prompt_tokens,
             working_set_tokens=self.settings.working_set_tokens,
@@ -427,10 +442,36 @@ class Convomem:
         return await list_threads(self.persistence.pool, limit=limit)
 
     async def entities(self, user_id: str | None = None, *, limit: int = 1000) -> list[EntityRecord]:
-        namespace = entity_namespace(validate_id(user_id or self.settings.user_id, "user id"))
+        namespace = entity_namespace(validate_user_id(user_id or self.settings.user_id))
         items = await self.persistence.store.asearch(namespace, limit=limit)
         records = [EntityRecord.model_validate(item.value) for item in items]
         return sorted(records, key=lambda r: (-r.mentions, r.value.casefold()))
+
+    # -- transcript ---------------------------------------------------------------------------
+    async def transcript(self, thread_id: str) -> list[TranscriptEntry]:
+        """Every message the thread ever had, oldest first, including those folded into its summary."""
+        return await read_transcript(self.persistence.pool, thread_id)
+
+    async def search(
+        self, query: str, *, user_id: str | None = None, thread_id: str | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        """Full-text search over every archived message (web-search syntax), best match first."""
+        return await search_transcript(
+            self.persistence.pool,
+            query,
+            language=self.archive.language,
+            user_id=user_id,
+            thread_id=thread_id,
+            limit=limit,
+        )
+
+    async def stats(self, user_id: str | None = None) -> UserStats:
+        """Conversations, messages, tokens and remembered entities of a user (default: the configured)."""
+        return await user_stats(self.persistence.pool, user_id or self.settings.user_id)
+
+    async def forget(self, user_id: str) -> ForgetReport:
+        """Delete a user's transcript, memories and threads; ThreadBusy (nothing deleted) while one runs."""
+        return await forget_user(self.persistence.pool, self.persistence.checkpointer, user_id)
 
     async def _known_checkpoint(self, thread_id: str, checkpoint_id: str) -> RunnableConfig:
         config = self.config(thread_id, checkpoint_id)
@@ -499,11 +540,12 @@ async def open_convomem(
         persistence = await stack.enter_async_context(open_database(settings))
         url = await database_url(settings)
         lock_pool = await stack.enter_async_context(open_pool(url, max_size=max_concurrent_runs))
+        archive = await open_transcript(persistence.pool, settings.transcript_language)
         chat_model = model or shared_chat_model(settings)
-        graph = build_graph(chat_model, max_attempts=settings.model_retries).compile(
+        graph = build_graph(chat_model, max_attempts=settings.model_retries, archive=archive).compile(
             checkpointer=persistence.checkpointer, store=persistence.store, name="convomem"
         )
-        yield Convomem(graph, persistence, settings, lock_pool)
+        yield Convomem(graph, persistence, settings, lock_pool, archive)
 
 
 _ = State  # the graph's state type, re-exported for API users through graphs.state

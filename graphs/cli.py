@@ -12,20 +12,26 @@ import typer
 from pydantic import ValidationError
 
 from checkpoint.embedded import embedded_status, stop_embedded
+from checkpoint.ids import validate_user_id
 from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
 from checkpoint.persistence import describe_url
 from checkpoint.retention import Strategy, parse_duration, prune_threads
 from checkpoint.status import database_status
+from checkpoint.transcript import MAX_SEARCH_RESULTS
 from graphs.api import Convomem, PendingInterrupt, open_convomem, unfinished
 from graphs.cli_render import (
     console,
     errors,
     render_entities,
+    render_forget,
     render_history,
     render_interrupts,
     render_prune,
+    render_search,
+    render_stats,
     render_status,
     render_threads,
+    render_transcript,
     stream_events,
 )
 from graphs.conversation import NODES
@@ -302,6 +308,82 @@ def entities(user: User = None) -> None:
             render_entities(await cm.entities(user))
 
     _run(work)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help='Words to find; "a phrase", or, -word work as on the web.')],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's messages.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Only this thread.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_SEARCH_RESULTS)] = 20,
+) -> None:
+    """Search every message ever exchanged, summarized ones too; best matches first."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_search(await cm.search(query, user_id=user, thread_id=thread, limit=limit))
+
+    _run(work)
+
+
+@app.command()
+def transcript(thread: Thread) -> None:
+    """A thread's whole conversation, including the messages folded into its summary."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            entries = await cm.transcript(thread)
+            working_set = {m.id for m in (await cm.state(thread)).values.get("messages") or [] if m.id}
+        render_transcript(thread, entries, working_set)
+
+    _run(work)
+
+
+@app.command()
+def stats(user: User = None) -> None:
+    """A user's conversations, messages, tokens and remembered entities."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_stats(await cm.stats(user))
+
+    _run(work)
+
+
+@app.command()
+def forget(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="The user to forget entirely.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete everything kept about a user: transcript, memories and their threads."""
+
+    async def work(settings: Settings) -> int:
+        if user is None:
+            raise InvalidInput("Say whom to forget: `convomem forget --user USER`.")
+        validate_user_id(user)
+        async with open_convomem(settings) as cm:
+            if not yes:
+                found = await cm.stats(user)
+                question = (
+                    f"Forget user {user!r} for good: {found.conversations} conversations, "
+                    f"{found.messages} messages, {found.entities} entities?"
+                )
+                if not _confirm(question):
+                    console.print("nothing deleted (--yes skips the question)")
+                    return 1
+            render_forget(await cm.forget(user))
+        return 0
+
+    _run(work)
+
+
+def _confirm(question: str) -> bool:
+    """typer.confirm, with end of input (nobody to answer) taken as no."""
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:
+        console.print()
+        return False
 
 
 @db_app.command("setup")

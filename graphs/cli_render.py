@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
+from datetime import datetime
 from typing import Any
 
+from langchain_core.messages import AIMessage
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from checkpoint.retention import PruneReport
 from checkpoint.status import DatabaseStatus
 from checkpoint.threads import ThreadSummary
+from checkpoint.transcript import (
+    HIGHLIGHT_END,
+    HIGHLIGHT_START,
+    ForgetReport,
+    SearchHit,
+    TranscriptEntry,
+    UserStats,
+)
 from graphs.api import CheckpointInfo, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
 from nodes.memory import EntityRecord
 
 __all__ = [
     "console",
     "render_entities",
+    "render_forget",
     "render_history",
     "render_interrupts",
     "render_prune",
+    "render_search",
+    "render_stats",
     "render_status",
     "render_threads",
+    "render_transcript",
     "stream_events",
 ]
 
@@ -137,3 +153,78 @@ def render_status(where: str, status: DatabaseStatus) -> None:
     for size in status.tables:
         table.add_row(size.name, str(size.rows), f"{size.bytes / 1024:.0f} KiB")
     console.print(table)
+
+
+ROLE_STYLES = {"human": "bold cyan", "ai": "green", "tool": "yellow", "system": "magenta"}
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else "-"
+
+
+def _highlighted(snippet: str) -> Text:
+    """A search snippet with its matched words in bold; the text itself is never read as markup."""
+    text = Text()
+    for index, part in enumerate(snippet.replace(HIGHLIGHT_END, HIGHLIGHT_START).split(HIGHLIGHT_START)):
+        text.append(part.replace("\n", " "), style="bold" if index % 2 else "")
+    return text
+
+
+def render_search(hits: list[SearchHit]) -> None:
+    table = Table("thread", "time", "role", "snippet")
+    for hit in hits:
+        table.add_row(
+            hit.thread_id, _when(hit.created_at), Text(hit.role, style=ROLE_STYLES.get(hit.role, "")),
+            _highlighted(hit.snippet),
+        )  # fmt: skip
+    console.print(table if hits else "no matching messages")
+
+
+def _shown(entry: TranscriptEntry) -> str:
+    """The message's text, or for an AI turn that only called tools, which tools it called."""
+    message = entry.message
+    if entry.content or not isinstance(message, AIMessage) or not message.tool_calls:
+        return entry.content
+    return "calls " + ", ".join(f"{call['name']}({json.dumps(call['args'])})" for call in message.tool_calls)
+
+
+def render_transcript(thread_id: str, entries: list[TranscriptEntry], working_set: Collection[str]) -> None:
+    """Oldest first; messages already folded into the summary are dimmed and marked with `~`."""
+    if not entries:
+        console.print(f"thread {thread_id!r} has no archived messages yet")
+        return
+    table = Table("", "time", "role", "message", box=None, pad_edge=False)
+    for entry in entries:
+        folded = entry.message_id not in working_set
+        table.add_row(
+            "~" if folded else "",
+            _when(entry.created_at),
+            Text(entry.role, style=ROLE_STYLES.get(entry.role, "")),
+            Text(_shown(entry), style="dim" if folded else ""),
+        )
+    console.print(table)
+    folded_count = sum(1 for entry in entries if entry.message_id not in working_set)
+    console.print(
+        f"{len(entries)} messages: {folded_count} folded into the summary (~), "
+        f"{len(entries) - folded_count} in the working set"
+    )
+
+
+def render_stats(stats: UserStats) -> None:
+    table = Table("user", stats.user_id, show_header=True)
+    table.add_row("conversations", str(stats.conversations))
+    table.add_row("messages", str(stats.messages))
+    table.add_row("messages per conversation", f"{stats.messages_per_conversation:.1f}")
+    table.add_row("first interaction", _when(stats.first_interaction))
+    table.add_row("last interaction", _when(stats.last_interaction))
+    table.add_row("tokens (approx.)", str(stats.tokens))
+    table.add_row("entities remembered", str(stats.entities))
+    console.print(table)
+
+
+def render_forget(report: ForgetReport) -> None:
+    console.print(
+        f"forgot user {report.user_id!r}: {report.transcript_messages} transcript messages, "
+        f"{report.memories} memory records, {len(report.threads)} threads"
+        + (f" ({', '.join(report.threads)})" if report.threads else "")
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
@@ -12,13 +13,14 @@ from langgraph.types import RetryPolicy
 from nodes.extract_entities import make_extract_entities
 from nodes.load_memory import make_load_memory
 from nodes.models import is_transient_model_error
-from nodes.reduce_history import make_reduce_history
+from nodes.reduce_history import Archive, make_reduce_history
 from nodes.respond import make_respond
 from nodes.state import Context, State
 from nodes.summarize import make_summarize
 
 __all__ = ["NODES", "build_graph", "model_retry_policy", "server_graph"]
 
+SERVER_TRANSCRIPT_CONNECTIONS = 4
 NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
 
 
@@ -34,9 +36,18 @@ def model_retry_policy(max_attempts: int = 3) -> RetryPolicy:
 
 
 def build_graph(
-    model: BaseChatModel, *, memory_model: BaseChatModel | None = None, max_attempts: int = 3
+    model: BaseChatModel,
+    *,
+    memory_model: BaseChatModel | None = None,
+    max_attempts: int = 3,
+    archive: Archive | None = None,
 ) -> StateGraph[State, Context, State, State]:
-    """The uncompiled builder; callers compile it with their own checkpointer and store."""
+    """The uncompiled builder; callers compile it with their own checkpointer and store.
+
+    `archive` keeps every message in the transcript before reduce_history drops it from the working
+    set (checkpoint.transcript.TranscriptArchive); without one, folded messages survive only in the
+    summary.
+    """
     memory_model = memory_model or model
     retry = model_retry_policy(max_attempts)
     builder = StateGraph(State, context_schema=Context)
@@ -45,7 +56,7 @@ def build_graph(
     # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
     builder.add_node("extract_entities", make_extract_entities(memory_model, max_attempts=max_attempts))
     builder.add_node("summarize", make_summarize(memory_model, max_attempts=max_attempts))
-    builder.add_node("reduce_history", make_reduce_history())
+    builder.add_node("reduce_history", make_reduce_history(archive))
     builder.add_edge(START, "load_memory")
     builder.add_edge("load_memory", "respond")
     builder.add_edge("respond", "extract_entities")
@@ -56,6 +67,9 @@ def build_graph(
 
 
 _served: list[CompiledStateGraph[State, Context, State, State]] = []
+_serving = AsyncExitStack()
+"""The server graph's own transcript pool, open for the life of the process (never exited)."""
+_building = asyncio.Lock()
 
 
 async def server_graph() -> CompiledStateGraph[State, Context, State, State]:
@@ -63,13 +77,27 @@ async def server_graph() -> CompiledStateGraph[State, Context, State, State]:
 
     Compiled without a checkpointer: the server injects the one named in langgraph.json. A factory
     rather than a module-level value so that importing this module starts no model server; the local
-    model starts off the event loop.
+    model starts off the event loop. The transcript gets a small pool of its own, open as long as the
+    process: the checkpointer's and the store's pools belong to their factories (graphs/server.py).
     """
-    if not _served:
-        from graphs.models import shared_chat_model
-        from graphs.settings import Settings
+    async with _building:
+        if not _served:
+            from checkpoint.persistence import open_pool
+            from checkpoint.transcript import open_transcript
+            from graphs.database import database_url
+            from graphs.models import shared_chat_model
+            from graphs.settings import Settings
 
-        settings = Settings()
-        model = await asyncio.to_thread(shared_chat_model, settings)
-        _served.append(build_graph(model, max_attempts=settings.model_retries).compile(name="convomem"))
+            settings = Settings()
+            pool = await _serving.enter_async_context(
+                open_pool(await database_url(settings), max_size=SERVER_TRANSCRIPT_CONNECTIONS)
+            )
+            try:
+                archive = await open_transcript(pool, settings.transcript_language)
+            except BaseException:
+                await _serving.aclose()
+                raise
+            model = await asyncio.to_thread(shared_chat_model, settings)
+            builder = build_graph(model, max_attempts=settings.model_retries, archive=archive)
+            _served.append(builder.compile(name="convomem"))
     return _served[0]

@@ -9,7 +9,7 @@ from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from checkpoint.ids import validate_id
+from checkpoint.ids import validate_user_id
 from checkpoint.serde import parse_encryption_key
 from nodes.errors import InvalidInput
 
@@ -36,7 +36,7 @@ def parse_api_tokens(text: str) -> dict[str, str]:
                 "no spaces (make one with `openssl rand -hex 24`)"
             )
         try:
-            validate_id(identity, "identity")
+            validate_user_id(identity, "identity")
         except InvalidInput as error:
             raise ValueError(f"CONVOMEM_API_TOKENS entry {position}: {error}") from None
         if table.setdefault(token, identity) != identity:
@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     memory_tokens: int = Field(default=400, ge=0)
     max_message_bytes: int = Field(default=32 * 1024, ge=1)
     durability: Durability = "sync"
+    transcript_language: str = Field(
+        default="english",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Text search configuration of the transcript (SELECT cfgname FROM pg_ts_config).",
+    )
     encryption_key: SecretStr | None = Field(
         default=None,
         description="Base64 of 16/24/32 random bytes: AES-encrypts checkpoint blobs and writes at rest.",

@@ -233,6 +233,10 @@ COMMANDS = [
     ("replay",),
     ("fork",),
     ("entities",),
+    ("search",),
+    ("transcript",),
+    ("stats",),
+    ("forget",),
     ("demo",),
     ("db",),
     ("db", "setup"),
@@ -350,6 +354,11 @@ def test_invalid_utf8_on_stdin_is_refused(seeded: Seeded) -> None:
         pytest.param(("history", "--thread", "a b"), id="history-bad-thread"),
         pytest.param(("entities", "--user", "x;DROP"), id="entities-bad-user"),
         pytest.param(("resume", "--thread", "../t"), id="resume-bad-thread"),
+        pytest.param(("search", "hi", "--user", "x;DROP"), id="search-bad-user"),
+        pytest.param(("search", "hi", "--thread", "a b"), id="search-bad-thread"),
+        pytest.param(("transcript", "--thread", "a b"), id="transcript-bad-thread"),
+        pytest.param(("stats", "--user", "x;DROP"), id="stats-bad-user"),
+        pytest.param(("forget", "--user", "x;DROP", "--yes"), id="forget-bad-user"),
     ],
 )
 def test_bad_ids_are_refused(seeded: Seeded, args: tuple[str, ...]) -> None:
@@ -419,6 +428,84 @@ def test_model_server_down_leaves_the_thread_untouched(seeded: Seeded) -> None:
 
 def test_error_stays_on_one_line_in_a_narrow_pipe(seeded: Seeded) -> None:
     refused(seeded, "chat", "--thread", "a b", "--user", "u", "--message", "hi", env={"COLUMNS": "80"})
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        pytest.param(("search", ""), None, id="search-empty"),
+        pytest.param(("search", "  "), None, id="search-blank"),
+        pytest.param(("forget",), None, id="forget-whom"),
+        pytest.param(("search", "hi"), {"CONVOMEM_TRANSCRIPT_LANGUAGE": "klingon"}, id="unknown-language"),
+        pytest.param(("stats",), {"CONVOMEM_TRANSCRIPT_LANGUAGE": "x;y"}, id="malformed-language"),
+    ],
+)
+def test_bad_transcript_requests_are_refused(
+    seeded: Seeded, args: tuple[str, ...], env: dict[str, str] | None
+) -> None:
+    line = refused(seeded, *args, env=env).stderr
+    if env:
+        assert "CONVOMEM_TRANSCRIPT_LANGUAGE" in line or "transcript_language" in line
+
+
+# ------------------------------------------------------------------------------------------ transcript
+
+PENGUINS = "I watched penguins at the zoo in Berlin."
+TRANSCRIPT_TURNS = [
+    PENGUINS,
+    "My sister Clara studies seals.",
+    "We plan a trip to Oslo in May.",
+    "Clara found a penguin feather.",
+    "What should we pack?",
+]
+
+
+def test_transcript_search_stats_and_forget(cli: Cli, settings: Settings, database_url: str) -> None:
+    folding = {"CONVOMEM_WORKING_SET_TOKENS": "64"}
+    assert_ok(cli.run("chat", "-t", "t", "-u", "u", input="\n".join(TRANSCRIPT_TURNS) + "\n", env=folding))
+    assert_ok(cli.run("chat", "-t", "other", "-u", "v", "-m", "A penguin stole my sandwich in Rome."))
+    working_set = len(state(settings, "t").values["messages"])
+    assert working_set < 2 * len(TRANSCRIPT_TURNS), "history folded"
+
+    shown = assert_ok(cli.run("transcript", "--thread", "t")).stdout
+    positions = [shown.index(text) for text in TRANSCRIPT_TURNS]
+    assert positions == sorted(positions), "the whole conversation, oldest first"
+    assert shown.count("Noted:") == len(TRANSCRIPT_TURNS)
+    folded = 2 * len(TRANSCRIPT_TURNS) - working_set
+    assert f"{2 * len(TRANSCRIPT_TURNS)} messages: {folded} folded into the summary" in shown
+
+    found = table_cells(assert_ok(cli.run("search", "penguin")).stdout)
+    assert {row[0] for row in found} == {"t", "other"}
+    assert {row[2] for row in found} == {"human", "ai"}
+    assert all("penguin" in row[3].lower() for row in found)
+    assert len(found) == 6, "three messages and their echoes"
+    only_u = table_cells(assert_ok(cli.run("search", "penguin", "--user", "u", "--limit", "1")).stdout)
+    assert [row[0] for row in only_u] == ["t"]
+    in_other = table_cells(assert_ok(cli.run("search", "penguin", "--thread", "other")).stdout)
+    assert {row[0] for row in in_other} == {"other"}
+    hostile = assert_ok(cli.run("search", "'; drop table convomem_transcript; --"))
+    assert "no matching messages" in hostile.stdout
+
+    stats = dict(row[:2] for row in table_cells(assert_ok(cli.run("stats", "--user", "u")).stdout))
+    assert stats["conversations"] == "1"
+    assert stats["messages"] == str(2 * len(TRANSCRIPT_TURNS))
+    assert int(stats["entities remembered"]) >= 3  # Berlin, Clara, Oslo
+
+    for answer in ("n\n", None):  # declined, or no one to answer: exit 1 so a script sees it
+        declined = cli.run("forget", "--user", "u", input=answer)
+        assert declined.returncode == 1, declined.describe()
+        assert "10 messages" in declined.stdout and "nothing deleted" in declined.stdout
+    assert rows(database_url, "SELECT count(*) FROM convomem_transcript WHERE user_id = 'u'") == [(10,)]
+
+    forgot = assert_ok(cli.run("forget", "--user", "u", "--yes")).stdout
+    assert "forgot user 'u': 10 transcript messages" in forgot
+    assert "1 threads (t)" in forgot
+    assert rows(database_url, "SELECT DISTINCT user_id FROM convomem_transcript") == [("v",)]
+    assert thread_rows(database_url, "t").checkpoints == ()
+    assert thread_rows(database_url, "other").checkpoints
+    assert entities(settings, "u") == []
+    assert entities(settings, "v")
+    assert "no archived messages" in assert_ok(cli.run("transcript", "--thread", "t")).stdout
 
 
 # --------------------------------------------------------------------------------------------- demo

@@ -21,6 +21,7 @@ __all__ = [
     "orphan_writes",
     "rows",
     "system_prompt",
+    "transcript_rows",
 ]
 
 
@@ -115,5 +116,15 @@ def lock_sessions(url: str, thread_id: str, *, granted: bool = True) -> int:
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted = %s AND classid = %s::oid "
         "AND objid = (%s::int)::oid AND objsubid = 2",
         (granted, LOCK_NAMESPACE, thread_lock_key(thread_id)),
+    )
+    return int(found[0][0])
+
+
+def transcript_rows(url: str, thread_id: str | None = None) -> int:
+    """Rows of the transcript table, of one thread or all."""
+    found = rows(
+        url,
+        "SELECT count(*) FROM convomem_transcript WHERE %s::text IS NULL OR thread_id = %s",
+        (thread_id, thread_id),
     )
     return int(found[0][0])

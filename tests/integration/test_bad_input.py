@@ -14,8 +14,9 @@ from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import checkpoint_count, checkpoint_ids, finish, message_texts, rows
 
 GOOD = "I work at Acme."
-BAD_USER_IDS = ["a" * 129, "a b", "x;DROP", "../x", "-x", "x/y", "x'--", "ü", "a\x00b", "tab\there", "x\n"]
-BAD_IDS = [*BAD_USER_IDS, ""]  # an empty user id means "the settings' user"
+BAD_ANY_IDS = ["a" * 129, "a b", "x;DROP", "../x", "-x", "x/y", "x'--", "ü", "a\x00b", "tab\there", "x\n"]
+BAD_IDS = [*BAD_ANY_IDS, ""]  # an empty user id means "the settings' user"
+BAD_USER_IDS = [*BAD_ANY_IDS, "ann.b"]  # a user id labels store namespaces, which refuse dots
 
 
 def all_checkpoints(database_url: str) -> int:
@@ -145,6 +146,9 @@ async def test_bad_user_ids_are_refused_everywhere(
         "replay": lambda bad: finish(app.replay("t", one_turn[0], user_id=bad)),
         "fork": lambda bad: finish(app.fork("t", one_turn[0], GOOD, user_id=bad)),
         "entities": lambda bad: app.entities(bad),
+        "stats": lambda bad: app.stats(bad),
+        "search": lambda bad: app.search("anything", user_id=bad),
+        "forget": lambda bad: app.forget(bad),
     }
     assert await accepted_calls(calls, BAD_USER_IDS) == []
     assert checkpoint_ids(database_url, "t") == one_turn

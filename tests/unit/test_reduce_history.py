@@ -1,0 +1,119 @@
+"""reduce_history with a fake Archive, run as a graph node (so it has its thread's config): the whole
+working set is archived before anything is removed, and a failed archive removes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from nodes.reduce_history import Archive, make_reduce_history
+from nodes.state import Context, State
+
+CONFIG: RunnableConfig = {"configurable": {"thread_id": "t"}}
+MESSAGES: list[AnyMessage] = [
+    HumanMessage(content="one", id="h1"),
+    AIMessage(content="two", id="a1"),
+    HumanMessage(content="three", id="h2"),
+    AIMessage(content="four", id="a2"),
+]
+
+
+class RecordingArchive:
+    """Remembers each call with the working set as it was then; fails when told to."""
+
+    def __init__(self, graph_ref: list[CompiledStateGraph[Any, Any, Any, Any]], fail: bool = False):
+        self.calls: list[tuple[str, str, list[str], list[str]]] = []
+        self.graph_ref = graph_ref
+        self.fail = fail
+
+    async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None:
+        state = await self.graph_ref[0].aget_state(CONFIG)
+        present = [m.id or "" for m in state.values["messages"]]
+        self.calls.append((thread_id, user_id, [m.id or "" for m in messages], present))
+        if self.fail:
+            raise ConnectionError("database went away")
+
+
+def graph_with(archive: Archive | None) -> CompiledStateGraph[Any, Any, Any, Any]:
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node("reduce_history", make_reduce_history(archive))
+    builder.add_edge(START, "reduce_history")
+    builder.add_edge("reduce_history", END)
+    return builder.compile(checkpointer=InMemorySaver(), interrupt_before=["reduce_history"])
+
+
+async def prepared(fail: bool = False, **values: Any) -> tuple[Any, RecordingArchive]:
+    """A graph paused before reduce_history with MESSAGES in state, and its archive."""
+    ref: list[CompiledStateGraph[Any, Any, Any, Any]] = []
+    archive = RecordingArchive(ref, fail=fail)
+    graph = graph_with(archive)
+    ref.append(graph)
+    await graph.ainvoke({"messages": MESSAGES, **values}, CONFIG, context=Context(user_id="u1"))
+    return graph, archive
+
+
+def ids(graph_state: Any) -> list[str]:
+    return [m.id for m in graph_state.values["messages"]]
+
+
+async def test_archives_the_whole_working_set_before_removing_folded_messages() -> None:
+    graph, archive = await prepared(summarized_ids=["h1", "a1"])
+
+    await graph.ainvoke(None, CONFIG, context=Context(user_id="u1"))
+
+    all_ids = [m.id for m in MESSAGES]
+    assert archive.calls == [("t", "u1", all_ids, all_ids)], "archived all four while all four were present"
+    state = await graph.aget_state(CONFIG)
+    assert ids(state) == ["h2", "a2"]
+    assert state.values["summarized_ids"] == []
+
+
+async def test_archives_even_when_nothing_folds() -> None:
+    graph, archive = await prepared()
+
+    await graph.ainvoke(None, CONFIG, context=Context(user_id="u1"))
+
+    assert [call[2] for call in archive.calls] == [[m.id for m in MESSAGES]]
+    assert ids(await graph.aget_state(CONFIG)) == [m.id for m in MESSAGES]
+
+
+async def test_the_user_who_started_the_turn_owns_the_archive() -> None:
+    graph, archive = await prepared(summarized_ids=["h1"], user_id="starter")
+
+    await graph.ainvoke(None, CONFIG, context=Context(user_id="someone-else"))
+
+    assert archive.calls[0][1] == "starter"
+
+
+async def test_a_failed_archive_fails_the_node_and_removes_nothing() -> None:
+    graph, archive = await prepared(fail=True, summarized_ids=["h1", "a1"])
+
+    with pytest.raises(ConnectionError):
+        await graph.ainvoke(None, CONFIG, context=Context(user_id="u1"))
+
+    state = await graph.aget_state(CONFIG)
+    assert ids(state) == [m.id for m in MESSAGES], "nothing left the working set unarchived"
+    assert state.values["summarized_ids"] == ["h1", "a1"]
+    assert state.next == ("reduce_history",), "the step is due again on resume"
+
+    archive.fail = False
+    await graph.ainvoke(None, CONFIG, context=Context(user_id="u1"))
+
+    assert ids(await graph.aget_state(CONFIG)) == ["h2", "a2"]
+    assert len(archive.calls) == 2
+
+
+async def test_without_an_archive_folded_messages_are_only_removed() -> None:
+    graph = graph_with(None)
+    await graph.ainvoke({"messages": MESSAGES, "summarized_ids": ["h1", "a1"]}, CONFIG)
+
+    await graph.ainvoke(None, CONFIG)
+
+    assert ids(await graph.aget_state(CONFIG)) == ["h2", "a2"]
