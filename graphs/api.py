@@ -174,6 +174,8 @@ class Convomem:
             working_set_tokens=self.settings.working_set_tokens,
             memory_tokens=self.settings.memory_tokens,
             review_memory=review_memory,
+            extract_every=self.settings.extract_every,
+            extract_on_new_content_only=self.settings.extract_on_new_content_only,
         )
 
     def check_message(self, text: str) -> str:
@@ -542,7 +544,13 @@ async def open_convomem(
         lock_pool = await stack.enter_async_context(open_pool(url, max_size=max_concurrent_runs))
         archive = await open_transcript(persistence.pool, settings.transcript_language)
         chat_model = model or shared_chat_model(settings)
-        graph = build_graph(chat_model, max_attempts=settings.model_retries, archive=archive).compile(
+        builder = build_graph(
+            chat_model,
+            max_attempts=settings.model_retries,
+            archive=archive,
+            semantic=settings.semantic_memory,
+        )
+        graph = builder.compile(
             checkpointer=persistence.checkpointer, store=persistence.store, name="convomem"
         )
         yield Convomem(graph, persistence, settings, lock_pool, archive)

@@ -41,20 +41,22 @@ def build_graph(
     memory_model: BaseChatModel | None = None,
     max_attempts: int = 3,
     archive: Archive | None = None,
+    semantic: bool = False,
 ) -> StateGraph[State, Context, State, State]:
     """The uncompiled builder; callers compile it with their own checkpointer and store.
 
     `archive` keeps every message in the transcript before reduce_history drops it from the working
     set (checkpoint.transcript.TranscriptArchive); without one, folded messages survive only in the
-    summary.
+    summary. `semantic` matches entities by meaning too; the store must have a vector index.
     """
     memory_model = memory_model or model
     retry = model_retry_policy(max_attempts)
     builder = StateGraph(State, context_schema=Context)
-    builder.add_node("load_memory", make_load_memory())
+    builder.add_node("load_memory", make_load_memory(semantic=semantic))
     builder.add_node("respond", make_respond(model), retry_policy=retry)
     # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
-    builder.add_node("extract_entities", make_extract_entities(memory_model, max_attempts=max_attempts))
+    extract = make_extract_entities(memory_model, max_attempts=max_attempts, semantic=semantic)
+    builder.add_node("extract_entities", extract)
     builder.add_node("summarize", make_summarize(memory_model, max_attempts=max_attempts))
     builder.add_node("reduce_history", make_reduce_history(archive))
     builder.add_edge(START, "load_memory")
@@ -98,6 +100,8 @@ async def server_graph() -> CompiledStateGraph[State, Context, State, State]:
                 await _serving.aclose()
                 raise
             model = await asyncio.to_thread(shared_chat_model, settings)
-            builder = build_graph(model, max_attempts=settings.model_retries, archive=archive)
+            builder = build_graph(
+                model, max_attempts=settings.model_retries, archive=archive, semantic=settings.semantic_memory
+            )
             _served.append(builder.compile(name="convomem"))
     return _served[0]

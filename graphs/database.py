@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from checkpoint.embedded import start_embedded
 from checkpoint.persistence import Persistence, open_persistence
+from graphs.models import embedding_index
 from graphs.settings import Settings
 
 __all__ = ["database_url", "open_database"]
@@ -22,7 +23,11 @@ async def database_url(settings: Settings) -> str:
 
 @asynccontextmanager
 async def open_database(settings: Settings, *, setup: bool = True) -> AsyncIterator[Persistence]:
-    """Pool, checkpointer and store with the configured encryption key; `setup` runs all migrations."""
+    """Pool, checkpointer and store (with the configured encryption key and, when an embedding model is
+    configured, a pgvector index); `setup` runs all migrations."""
     url = await database_url(settings)
-    async with open_persistence(url, setup=setup, encryption_key=settings.encryption_key) as persistence:
+    index = embedding_index(settings)
+    async with open_persistence(
+        url, setup=setup, encryption_key=settings.encryption_key, index=index
+    ) as persistence:
         yield persistence

@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     working_set_tokens: int = Field(default=1500, ge=64)
     memory_tokens: int = Field(default=400, ge=0)
     max_message_bytes: int = Field(default=32 * 1024, ge=1)
+    extract_every: int = Field(default=1, ge=1, le=100, description="Extract entities every N human turns.")
+    extract_on_new_content_only: bool = Field(
+        default=False, description="Skip extraction on turns with only acknowledgements or known names."
+    )
+    embedding_model: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible embedding model: semantic entity resolution and recall (pgvector).",
+    )
+    embedding_dims: int = Field(default=1536, ge=1, le=16000)
     durability: Durability = "sync"
     transcript_language: str = Field(
         default="english",
@@ -106,6 +115,11 @@ class Settings(BaseSettings):
     def api_token_table(self) -> dict[str, str]:
         """{token: identity}, empty when no tokens are configured."""
         return parse_api_tokens(self.api_tokens.get_secret_value()) if self.api_tokens else {}
+
+    @property
+    def semantic_memory(self) -> bool:
+        """Entities are embedded and matched by meaning as well as by name."""
+        return bool(self.embedding_model)
 
     @property
     def uses_local_model(self) -> bool:
