@@ -50,4 +50,5 @@ async def test_without_an_embedding_model_nothing_is_embedded(
     async with open_convomem(settings) as cm:
         await cm.send("t1", "Yesterday I visited Kristiansand with my cousin.", user_id="ann")
     assert not fake_model.requests_of("embed")
-    assert rows(database_url, "SELECT count(*) FROM store WHERE prefix = 'convomem.users.ann.entities'")[0][0] == 1
+    entity_rows = "SELECT count(*) FROM store WHERE prefix = 'convomem.users.ann.entities'"
+    assert rows(database_url, entity_rows)[0][0] == 1
