@@ -34,6 +34,7 @@ __all__ = [
     "UserStats",
     "forget_user",
     "open_transcript",
+    "read_messages",
     "read_transcript",
     "search_transcript",
     "user_stats",
@@ -91,6 +92,10 @@ computed or a position drawn; ON CONFLICT covers two writers racing on one new m
 READ_SQL = """
     SELECT position, thread_id, message_id, user_id, role, content, message, tokens, created_at
     FROM convomem_transcript WHERE thread_id = %s ORDER BY position
+"""
+MESSAGES_SQL = """
+    SELECT position, thread_id, message_id, user_id, role, content, message, tokens, created_at
+    FROM convomem_transcript WHERE user_id = %s AND message_id = ANY(%s) ORDER BY position
 """
 SEARCH_SQL = """
     WITH q AS (SELECT websearch_to_tsquery(%(language)s::regconfig, %(query)s) AS query),
@@ -224,6 +229,18 @@ async def read_transcript(pool: Pool, thread_id: str) -> list[TranscriptEntry]:
     """The thread's whole conversation in archive order, including what summaries folded away."""
     async with pool.connection() as conn:
         rows = await (await conn.execute(READ_SQL, (validate_id(thread_id),))).fetchall()
+    return _entries(rows)
+
+
+async def read_messages(pool: Pool, user_id: str, message_ids: Sequence[str]) -> list[TranscriptEntry]:
+    """The user's archived messages with these ids, across threads, in archive order (an entity's
+    mentions: its records keep the ids of the messages that named it)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(MESSAGES_SQL, (validate_user_id(user_id), list(message_ids)))
+        return _entries(await cursor.fetchall())
+
+
+def _entries(rows: Sequence[dict[str, Any]]) -> list[TranscriptEntry]:
     return [
         TranscriptEntry(
             position=row["position"],

@@ -36,6 +36,7 @@ from checkpoint.transcript import (
     UserStats,
     forget_user,
     open_transcript,
+    read_messages,
     read_transcript,
     search_transcript,
     user_stats,
@@ -44,6 +45,7 @@ from graphs.conversation import build_graph
 from graphs.database import database_url, open_database
 from graphs.models import shared_chat_model
 from graphs.settings import Durability, Settings
+from nodes.entity_lookup import find_entity, forget_entity
 from nodes.errors import (
     ConvomemError,
     DatabaseUnavailable,
@@ -54,7 +56,8 @@ from nodes.errors import (
     UnknownCheckpoint,
 )
 from nodes.extract_entities import check_review_answer
-from nodes.memory import EntityRecord, entity_namespace
+from nodes.memory import ENTITY_TYPES, MAX_VALUE_CHARS, EntityRecord, entity_namespace
+from nodes.profile import UserProfile, load_profile
 from nodes.prompts import DEFAULT_INSTRUCTIONS
 from nodes.state import Context, State
 
@@ -62,6 +65,7 @@ __all__ = [
     "MAX_CONCURRENT_RUNS",
     "CheckpointInfo",
     "Convomem",
+    "EntityMentions",
     "OnBusy",
     "PendingInterrupt",
     "ReplyToken",
@@ -144,6 +148,14 @@ def _last_reply(snapshot: StateSnapshot) -> str | None:
         if message.type == "ai":
             return str(message.text)
     return None
+
+
+@dataclass(frozen=True)
+class EntityMentions:
+    """One entity and every archived message that named it, across threads."""
+
+    record: EntityRecord
+    mentions: list[TranscriptEntry]
 
 
 class Convomem:
@@ -443,9 +455,16 @@ class Convomem:
     async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
         return await list_threads(self.persistence.pool, limit=limit)
 
-    async def entities(self, user_id: str | None = None, *, limit: int = 1000) -> list[EntityRecord]:
-        namespace = entity_namespace(validate_user_id(user_id or self.settings.user_id))
-        items = await self.persistence.store.asearch(namespace, limit=limit)
+    async def entities(
+        self, user_id: str | None = None, *, entity_type: str | None = None, limit: int = 1000
+    ) -> list[EntityRecord]:
+        """The user's entities, most mentioned first; `entity_type` (PERSON, ORG, ...) filters."""
+        namespace = entity_namespace(self._user(user_id))
+        wanted = entity_type.strip().upper() if entity_type else None
+        if wanted is not None and not wanted.isidentifier():
+            raise InvalidInput(f"Unknown entity type {entity_type!r}: use one of {', '.join(ENTITY_TYPES)}.")
+        found = {"type": wanted} if wanted else None
+        items = await self.persistence.store.asearch(namespace, filter=found, limit=limit)
         records = [EntityRecord.model_validate(item.value) for item in items]
         return sorted(records, key=lambda r: (-r.mentions, r.value.casefold()))
 
@@ -474,6 +493,42 @@ class Convomem:
     async def forget(self, user_id: str) -> ForgetReport:
         """Delete a user's transcript, memories and threads; ThreadBusy (nothing deleted) while one runs."""
         return await forget_user(self.persistence.pool, self.persistence.checkpointer, user_id)
+
+    # -- one entity, the profile ----------------------------------------------------------------
+    async def entity(self, name: str, user_id: str | None = None) -> EntityMentions:
+        """The entity called `name` (value, alias or a close spelling) and the messages that named it."""
+        user = self._user(user_id)
+        found = await find_entity(self.persistence.store, user, self._name(name))
+        if found is None:
+            raise InvalidInput(
+                f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them."
+            )
+        record = found[1]
+        mentions = await read_messages(self.persistence.pool, user, record.source_message_ids)
+        return EntityMentions(record, mentions)
+
+    async def forget_entity(self, name: str, user_id: str | None = None) -> EntityRecord:
+        """Delete one remembered entity (the rest of the user's memory stays)."""
+        user = self._user(user_id)
+        forgotten = await forget_entity(self.persistence.store, user, self._name(name))
+        if forgotten is None:
+            raise InvalidInput(
+                f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them."
+            )
+        return forgotten
+
+    async def profile(self, user_id: str | None = None) -> UserProfile | None:
+        """The user's profile document (name, language, style, interests, facts with their history)."""
+        return await load_profile(self.persistence.store, self._user(user_id))
+
+    def _user(self, user_id: str | None) -> str:
+        return validate_user_id(user_id or self.settings.user_id)
+
+    @staticmethod
+    def _name(name: str) -> str:
+        if not name.strip() or len(name) > MAX_VALUE_CHARS:
+            raise InvalidInput(f"Give an entity name of 1-{MAX_VALUE_CHARS} characters.")
+        return name
 
     async def _known_checkpoint(self, thread_id: str, checkpoint_id: str) -> RunnableConfig:
         config = self.config(thread_id, checkpoint_id)
@@ -510,6 +565,10 @@ async def _last_event(events: AsyncIterator[TurnEvent]) -> TurnEnded:
             last = event
     assert last is not None, "every run ends with TurnEnded"
     return last
+
+
+def _unknown_entity(name: str, user: str) -> InvalidInput:
+    return InvalidInput(f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them.")
 
 
 def _user_facing(error: Exception) -> Exception:

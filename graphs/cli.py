@@ -23,9 +23,11 @@ from graphs.cli_render import (
     console,
     errors,
     render_entities,
+    render_entity,
     render_forget,
     render_history,
     render_interrupts,
+    render_profile,
     render_prune,
     render_search,
     render_stats,
@@ -300,12 +302,43 @@ def fork(
 
 
 @app.command()
-def entities(user: User = None) -> None:
-    """What the assistant remembers about a user."""
+def entities(
+    user: User = None,
+    entity_type: Annotated[
+        str | None,
+        typer.Option("--type", "-t", help="Only this type: PERSON, ORG, LOC, TECH..."),
+    ] = None,
+) -> None:
+    """What the assistant remembers about a user, most mentioned first."""
 
     async def work(settings: Settings) -> None:
         async with open_convomem(settings) as cm:
-            render_entities(await cm.entities(user))
+            render_entities(await cm.entities(user, entity_type=entity_type))
+
+    _run(work)
+
+
+@app.command()
+def entity(
+    name: Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")],
+    user: User = None,
+) -> None:
+    """One entity: its record and every message that mentioned it, across threads."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_entity(await cm.entity(name, user))
+
+    _run(work)
+
+
+@app.command()
+def profile(user: User = None) -> None:
+    """The user's profile: name, language, style, interests, and facts with their history."""
+
+    async def work(settings: Settings) -> None:
+        async with open_convomem(settings) as cm:
+            render_profile(await cm.profile(user))
 
     _run(work)
 
@@ -353,15 +386,22 @@ def stats(user: User = None) -> None:
 @app.command()
 def forget(
     user: Annotated[str | None, typer.Option("--user", "-u", help="The user to forget entirely.")] = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", "-e", help="Forget only this entity of the user.")
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete everything kept about a user: transcript, memories and their threads."""
+    """Delete everything kept about a user (transcript, memories, threads), or with --entity one entity."""
 
     async def work(settings: Settings) -> int:
         if user is None:
-            raise InvalidInput("Say whom to forget: `convomem forget --user USER`.")
+            raise InvalidInput("Say whom to forget: `convomem forget --user USER [--entity NAME]`.")
         validate_user_id(user)
         async with open_convomem(settings) as cm:
+            if entity is not None:
+                forgotten = await cm.forget_entity(entity, user)
+                console.print(f"forgot {forgotten.type} {forgotten.value!r} of user {user!r}")
+                return 0
             if not yes:
                 found = await cm.stats(user)
                 question = (

@@ -23,15 +23,18 @@ from checkpoint.transcript import (
     TranscriptEntry,
     UserStats,
 )
-from graphs.api import CheckpointInfo, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
+from graphs.api import CheckpointInfo, EntityMentions, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
 from nodes.memory import EntityRecord
+from nodes.profile import UserProfile
 
 __all__ = [
     "console",
     "render_entities",
+    "render_entity",
     "render_forget",
     "render_history",
     "render_interrupts",
+    "render_profile",
     "render_prune",
     "render_search",
     "render_stats",
@@ -140,6 +143,50 @@ def render_entities(entities: list[EntityRecord]) -> None:
             entity.last_seen[:19],
         )
     console.print(table if entities else "nothing remembered yet")
+
+
+def render_entity(found: EntityMentions) -> None:
+    """The record, then each message that named it (thread, time, text)."""
+    record = found.record
+    table = Table(record.value, "", show_header=True)
+    table.add_row("type", record.type)
+    table.add_row("aliases", ", ".join(record.aliases) or "-")
+    table.add_row("mentions", str(record.mentions))
+    table.add_row("confidence", f"{record.confidence:.2f}")
+    table.add_row("first seen", record.first_seen[:19])
+    table.add_row("last seen", record.last_seen[:19])
+    table.add_row("threads", ", ".join(record.threads))
+    for context in record.contexts:
+        table.add_row("context", context)
+    console.print(table)
+    mentions = Table("thread", "time", "role", "message", title="mentions")
+    for entry in found.mentions:
+        mentions.add_row(entry.thread_id, _when(entry.created_at), entry.role, entry.content[:200])
+    console.print(mentions if found.mentions else "no archived message mentions it (yet)")
+
+
+def render_profile(profile: UserProfile | None) -> None:
+    """Current facts first; a fact's earlier values are listed with the time they stopped being true."""
+    if profile is None:
+        console.print("no profile yet: it fills in as the user talks about themselves")
+        return
+    table = Table("profile", "", show_header=True)
+    for label, value in (
+        ("name", profile.name),
+        ("language", profile.language),
+        ("communication style", profile.communication_style),
+        ("interests", ", ".join(profile.interests)),
+        ("preferred topics", ", ".join(profile.preferred_topics)),
+    ):
+        table.add_row(label, value or "-")
+    past = profile.past_facts()
+    for attribute, value in profile.current_facts().items():
+        earlier = "; ".join(
+            f"{v.value} until {v.valid_to[:10] if v.valid_to else '?'}" for v in past.get(attribute, [])
+        )
+        table.add_row(attribute, value + (f" (before: {earlier})" if earlier else ""))
+    table.add_row("updated", profile.updated_at[:19] if profile.updated_at else "-")
+    console.print(table)
 
 
 def render_status(where: str, status: DatabaseStatus) -> None:

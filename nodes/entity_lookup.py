@@ -1,0 +1,51 @@
+"""Find one remembered entity by a name a person types (CLI `entity`, `forget --entity`), and forget it."""
+
+from __future__ import annotations
+
+from langgraph.store.base import BaseStore, GetOp
+
+from nodes.entity_index import entity_keys_for, unindex_entity
+from nodes.memory import EntityRecord, entity_namespace, name_forms, normalized_name, read_record
+from nodes.resolution import SIMILARITY_THRESHOLD, index_names, lookup_words, name_similarity
+
+__all__ = ["find_entity", "forget_entity"]
+
+LOOKUP_CANDIDATES = 20
+
+
+async def find_entity(store: BaseStore, user_id: str, name: str) -> tuple[str, EntityRecord] | None:
+    """(key, record) of the entity called `name` (its value or an alias, any case or corporate suffix),
+    else the closest look-alike above the resolution threshold, else None. Read through the word index,
+    so the cost does not grow with how much is remembered."""
+    wanted = normalized_name(name)
+    if not wanted:
+        return None
+    namespace = entity_namespace(user_id)
+    keys = await entity_keys_for(store, user_id, lookup_words(name), limit=LOOKUP_CANDIDATES)
+    items = await store.abatch([GetOp(namespace, key) for key in keys])
+    found = [(key, record) for key, item in zip(keys, items, strict=True) if (record := read_record(item))]
+    exact = [(key, record) for key, record in found if wanted in name_forms(record)]
+    if exact:
+        return max(exact, key=lambda pair: (pair[1].mentions, pair[0]))
+    scored = [(_similarity(wanted, record), key, record) for key, record in found]
+    best = max(scored, default=None, key=lambda entry: (entry[0], entry[2].mentions))
+    return (best[1], best[2]) if best is not None and best[0] >= SIMILARITY_THRESHOLD else None
+
+
+def _similarity(name: str, record: EntityRecord) -> float:
+    return max(name_similarity(name, form) for form in name_forms(record))
+
+
+async def forget_entity(store: BaseStore, user_id: str, name: str) -> EntityRecord | None:
+    """Delete the entity called `name` and its word-index entries; the record deleted, or None.
+
+    Extraction markers stay: messages already extracted are not extracted again, so a resumed or
+    replayed turn does not bring the entity back. It returns only if the user mentions it again.
+    """
+    found = await find_entity(store, user_id, name)
+    if found is None:
+        return None
+    key, record = found
+    await store.adelete(entity_namespace(user_id), key)
+    await unindex_entity(store, user_id, key, index_names(record))
+    return record
