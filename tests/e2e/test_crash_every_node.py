@@ -8,6 +8,11 @@ child's next statement needs, the test waits until the child's server session is
 gone. The child runs with `client_connection_check_interval`, so its blocked statement is cancelled when
 Postgres notices the client is dead, not executed (and committed) after the release: nothing the killed
 process had in flight reaches the database.
+
+The saver runs its operations concurrently, each on its own pooled connection (ConvomemSaver drops
+upstream's saver-wide lock on a pool), so one blocked statement holds back nothing else of the process:
+a moment is set by locking every table whose writes must not land, and by waiting until each statement
+that must not run is seen queued.
 """
 
 from __future__ import annotations
@@ -71,17 +76,26 @@ CONTROL_USER = "u-control"
 
 class TableLock:
     """`LOCK TABLE` held by an admin session in an open transaction until `release()` (or the block's end);
-    `pid` is that session's server pid, which every probe for the child's sessions leaves out."""
+    `pid` is that session's server pid, which every probe for the child's sessions leaves out. `tables`
+    is one name or several, comma-separated (locked together, in that order)."""
 
-    def __init__(self, url: str, table: str, mode: str) -> None:
+    def __init__(self, url: str, tables: str, mode: str) -> None:
+        self.url = url
         self.conn = psycopg.connect(url)  # not autocommit: the lock lives until the rollback
-        self.conn.execute(f"LOCK TABLE {table} IN {mode} MODE")
+        self.conn.execute(f"LOCK TABLE {tables} IN {mode} MODE")
         self.pid = self.conn.info.backend_pid
 
     def release(self) -> None:
+        """Roll back and disconnect, then wait until the server session has ended (it exits after the
+        client hung up, not with it), so the checks for leftover sessions see only the child's."""
         if not self.conn.closed:
             self.conn.rollback()
             self.conn.close()
+            wait_until(
+                lambda: not rows(self.url, "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (self.pid,)),
+                timeout=10,
+                what=f"the admin session {self.pid} ended",
+            )
 
     def __enter__(self) -> TableLock:
         return self
@@ -112,8 +126,14 @@ def waiting_statements(url: str, admins: list[int]) -> list[str]:
     return [" ".join(str(row[0]).split()) for row in found]
 
 
-def waits_on(url: str, admins: list[int], prefix: str) -> bool:
+def waits_on(url: str, admins: list[int], prefix: str | tuple[str, ...]) -> bool:
     return any(query.upper().startswith(prefix) for query in waiting_statements(url, admins))
+
+
+CHECKPOINT_SAVE = ("INSERT INTO CHECKPOINT_BLOBS", "INSERT INTO CHECKPOINTS")
+"""The statements of a checkpoint's save, blobs first (upstream's aput), whichever of them is held."""
+WRITES_SAVE = "INSERT INTO CHECKPOINT_WRITES"
+ARCHIVE = "INSERT INTO CONVOMEM_TRANSCRIPT"
 
 
 def child_backends(url: str, admins: list[int]) -> list[tuple[Any, ...]]:
@@ -167,16 +187,36 @@ def has_step(url: str, thread_id: str, step: int) -> bool:
     return bool(found)
 
 
-def reduce_history_writes_since(url: str, thread_id: str, step: int) -> list[tuple[Any, ...]]:
-    """Saved writes of reduce_history tasks keyed to checkpoints newer than the one at `step` (saved or
-    not: a pull task's task_path names its node)."""
+def node_writes_since(url: str, thread_id: str, node: str, step: int) -> list[tuple[Any, ...]]:
+    """Saved writes of `node`'s tasks keyed to checkpoints newer than the one at `step` (saved or not: a
+    pull task's task_path names its node)."""
     return rows(
         url,
         "SELECT checkpoint_id, channel FROM checkpoint_writes WHERE thread_id = %s "
-        "AND task_path = '~__pregel_pull, reduce_history' AND checkpoint_id > (SELECT checkpoint_id "
+        "AND task_path = '~__pregel_pull, ' || %s AND checkpoint_id > (SELECT checkpoint_id "
         "FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = '' AND (metadata ->> 'step')::int = %s)",
-        (thread_id, thread_id, step),
+        (thread_id, node, thread_id, step),
     )
+
+
+def transcript_ids(url: str, thread_id: str) -> list[str]:
+    """The thread's archived message ids, in archive order."""
+    found = rows(
+        url, "SELECT message_id FROM convomem_transcript WHERE thread_id = %s ORDER BY position", (thread_id,)
+    )
+    return [str(row[0]) for row in found]
+
+
+def assert_transcript_kept_once(url: str, thread_id: str, messages: list[str]) -> None:
+    """Every one of `messages` archived, none twice (reduce_history re-archives after a crash)."""
+    [(count, distinct)] = rows(
+        url,
+        "SELECT count(*), count(DISTINCT message_id) FROM convomem_transcript WHERE thread_id = %s",
+        (thread_id,),
+    )
+    assert count == distinct, f"a message archived twice: {transcript_ids(url, thread_id)}"
+    missing = set(messages) - set(transcript_ids(url, thread_id))
+    assert not missing, f"messages never archived: {missing}"
 
 
 def ids(messages: list[AnyMessage]) -> list[str]:
@@ -225,11 +265,14 @@ def test_killed_in_load_memory_then_resumed(
     assert_each_node_ran_once_per_turn(settings, turns=2)
     assert_entities_counted_once(settings, PRIOR, TEXT)
     assert_linear_history(database_url, THREAD)
+    assert_transcript_kept_once(database_url, THREAD, ids(state(settings, THREAD).values["messages"]))
 
 
 # ----------------------------------------------------------------------------------- reduce_history
 
 MODEL_KINDS = {"extract_entities": "extract", "summarize": "summarize"}
+BEFORE_THE_FOLD = 4
+"""Messages in the folding turn's working set when reduce_history starts: both turns' question and reply."""
 
 
 def control_run(cli: Cli, settings: Settings) -> dict[str, Any]:
@@ -259,7 +302,8 @@ def folding_chat(
     cli: Cli, fake: FakeOpenAIServer, database_url: str, tmp_path: Path, memory_step: int, *options: str
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The chat whose summarize folds the prior turn, yielded once its extract_entities/summarize step
-    waits in the model (summarize held MODEL_HOLD_SECONDS) and respond's checkpoint is saved."""
+    waits in the model (summarize held MODEL_HOLD_SECONDS), respond's checkpoint is saved and so are
+    extract_entities's writes (it finished: the locks the tests take next hold back summarize's only)."""
     seen = len(fake.requests_of("summarize"))
     fake.set_delay("summarize", MODEL_HOLD_SECONDS)
     try:
@@ -268,9 +312,10 @@ def folding_chat(
                 lambda: (
                     len(fake.requests_of("summarize")) > seen
                     and has_step(database_url, THREAD, memory_step - 1)
+                    and bool(node_writes_since(database_url, THREAD, "extract_entities", memory_step - 2))
                 ),
                 timeout=WAIT,
-                what="summarize waiting in the model, respond's checkpoint saved",
+                what="summarize waiting in the model; respond's checkpoint, extract_entities's writes saved",
                 alive=child,
             )
             fake.set_delay("summarize", 0)
@@ -312,7 +357,8 @@ def assert_resumed_like_an_uninterrupted_run(
 ) -> None:
     """Same message ids as the killed run had, minus the folded ones, removed exactly once (one checkpoint
     drops them); the summary kept; working set and summary equal to the control's; the model asked again
-    only for the due nodes whose writes were not saved; plus test_crash_resume.py's post-conditions."""
+    only for the due nodes whose writes were not saved; every message, folded or kept, archived once;
+    plus test_crash_resume.py's post-conditions."""
     url = str(settings.database_url)
     values = state(settings, THREAD).values
     messages: list[AnyMessage] = values["messages"]
@@ -330,6 +376,7 @@ def assert_resumed_like_an_uninterrupted_run(
     assert_entities_counted_once(settings, PRIOR, TEXT)
     assert_linear_history(url, THREAD)
     assert orphan_writes(url, THREAD) == 0
+    assert_transcript_kept_once(url, THREAD, [*crash.expected_ids, *crash.folded])
 
 
 @pytest.mark.parametrize("durability", ["sync", "async"])
@@ -342,85 +389,102 @@ def test_killed_in_reduce_history_before_its_result_is_saved_then_resumed(
     durability: str,
 ) -> None:
     """The kill comes once the checkpoint that opens reduce_history's step (next: reduce_history) is
-    saved, and before anything of that step can be: the saver (AsyncPostgresSaver, one operation at a
-    time per process) is stuck on an INSERT INTO checkpoint_writes blocked by an admin's lock, and
-    reduce_history's writes and the final checkpoint queue behind it. With durability "async"
-    reduce_history's step has already run (it started while that checkpoint's save was held back); with
-    "sync" it starts the moment that save returns.
+    saved and reduce_history has returned, and before anything of that step is saved: its writes or the
+    final checkpoint (both issued only once it returned) are seen queued on an admin's lock, and the
+    tables of the other are locked too. Its archive did reach the transcript, so resume archives the
+    same messages again and must store none twice. With durability "async" reduce_history starts while
+    that checkpoint is being saved; with "sync" once the save returned.
 
-    Getting there deterministically: while summarize waits in the model, lock `checkpoints` (SHARE), so
-    the checkpoint that ends the extract_entities/summarize step blocks; then lock `checkpoint_writes`
-    and release `checkpoints`: that checkpoint lands, and the next write, whichever task's it is, blocks.
-    Resume starts from it and must run reduce_history, and only it, once.
+    Getting there deterministically: while summarize waits in the model, lock `convomem_transcript`
+    (SHARE), so reduce_history stops at its archive INSERT, the first thing it does; wait until that
+    checkpoint is saved and the archive is queued; then lock the three checkpoint tables and release the
+    transcript: the archive commits, reduce_history returns, and what it issues next blocks. Resume
+    starts from that checkpoint and must run reduce_history, and only it, once.
     """
     control = control_run(cli, settings)
     memory_step = prior_turn(cli, database_url)
+    url = database_url
     with (
         folding_chat(
             cli, fake_model, database_url, tmp_path, memory_step, "--durability", durability
         ) as child,
-        TableLock(database_url, "checkpoints", "SHARE") as checkpoints,
+        TableLock(database_url, "convomem_transcript", "SHARE") as transcript,
     ):
         wait_until(
-            lambda: waits_on(database_url, [checkpoints.pid], "INSERT INTO CHECKPOINTS"),
+            lambda: waits_on(url, [transcript.pid], ARCHIVE) and has_step(url, THREAD, memory_step),
             timeout=WAIT,
-            what="the checkpoint that ends the extract_entities/summarize step blocked",
+            what="the checkpoint opening reduce_history's step saved, reduce_history's archive blocked",
             alive=child,
         )
-        assert not has_step(database_url, THREAD, memory_step)
-        with TableLock(database_url, "checkpoint_writes", "SHARE") as writes:
-            checkpoints.release()
-            admins = [checkpoints.pid, writes.pid]
+        tables = "checkpoints, checkpoint_blobs, checkpoint_writes"
+        with TableLock(database_url, tables, "SHARE") as checkpoint_tables:
+            transcript.release()
+            admins = [transcript.pid, checkpoint_tables.pid]
             kill_when_blocked(
                 child, database_url, admins,
-                lambda: waits_on(database_url, admins, "INSERT INTO CHECKPOINT_WRITES")
-                and has_step(database_url, THREAD, memory_step),
-                "the checkpoint opening reduce_history's step saved, the writes after it blocked",
+                lambda: waits_on(url, admins, (WRITES_SAVE, *CHECKPOINT_SAVE)),
+                "reduce_history returned: its writes or the final checkpoint blocked",
             )  # fmt: skip
             assert newest_step(database_url, THREAD) == memory_step, "the final checkpoint was not saved"
     assert other_backends(database_url) == []
-    assert reduce_history_writes_since(database_url, THREAD, memory_step - 1) == [], "none of its writes"
+    assert node_writes_since(database_url, THREAD, "reduce_history", memory_step - 1) == [], (
+        "none of its writes"
+    )
     crash = fold_crash(settings, fake_model, control, {"reduce_history"})
+    archived = transcript_ids(database_url, THREAD)
+    assert set(archived) == {*crash.expected_ids, *crash.folded}, "the killed run archived its working set"
 
     resume_in_new_process(cli, env=SMALL_WORKING_SET)
 
     assert_resumed_like_an_uninterrupted_run(settings, fake_model, crash, control)
+    assert transcript_ids(database_url, THREAD) == archived, "resume's archive added nothing"
 
 
 def test_killed_while_the_checkpoint_overlapping_reduce_history_is_saved_then_resumed(
     cli: Cli, fake_model: FakeOpenAIServer, settings: Settings, database_url: str, tmp_path: Path
 ) -> None:
     """`--durability async`: the checkpoint that ends the extract_entities/summarize step (next:
-    reduce_history) is saved concurrently with reduce_history's step. An admin's SHARE lock on
-    `checkpoints`, taken while summarize waits in the model, blocks that INSERT, and the kill comes while
-    it is blocked: reduce_history's step runs meanwhile, but its writes and the final checkpoint queue
-    behind the blocked save, so the newest saved checkpoint is respond's.
+    reduce_history) is saved concurrently with reduce_history's step. The kill comes while that save is
+    blocked, once reduce_history's archive is in the transcript: an admin's SHARE lock on the three
+    checkpoint tables, taken while summarize waits in the model, holds back that checkpoint, summarize's
+    writes and reduce_history's, and the final checkpoint, which waits for the one before it. The
+    newest saved checkpoint is respond's.
 
-    extract_entities finished seconds earlier and its writes are saved on it: resume applies them and
-    does not ask the model again. summarize finished last, and today its writes queue behind that same
-    blocked save (upstream's aput_writes serializes in a worker thread before it takes the saver's lock;
-    aput takes it at once), so resume runs it again, with the same result (a summary is state only,
-    written nowhere else), then reduce_history once. The test holds either way: a node runs again only
-    when its writes were not saved.
+    extract_entities finished before the lock (folding_chat waits for its writes): resume applies them
+    and does not ask the model again. summarize's writes were not saved, so resume runs it again, with
+    the same result (a summary is state only, written nowhere else), then reduce_history once, whose
+    archive repeats the killed run's and must store nothing twice. The test holds either way: a node
+    runs again only when its writes were not saved.
     """
     control = control_run(cli, settings)
     memory_step = prior_turn(cli, database_url)
+    url = database_url
     with (
         folding_chat(cli, fake_model, database_url, tmp_path, memory_step, "--durability", "async") as child,
-        TableLock(database_url, "checkpoints", "SHARE") as admin,
+        TableLock(database_url, "checkpoints, checkpoint_blobs, checkpoint_writes", "SHARE") as admin,
     ):
         assert not has_step(database_url, THREAD, memory_step)
+        admins = [admin.pid]
         kill_when_blocked(
-            child, database_url, [admin.pid],
-            lambda: waits_on(database_url, [admin.pid], "INSERT INTO CHECKPOINTS"),
-            "the checkpoint opening reduce_history's step blocked",
+            child, database_url, admins,
+            lambda: (
+                waits_on(url, admins, CHECKPOINT_SAVE) and len(transcript_ids(url, THREAD)) == BEFORE_THE_FOLD
+            ),
+            "the checkpoint opening reduce_history's step blocked, reduce_history's archive committed",
         )  # fmt: skip
         assert newest_step(database_url, THREAD) == memory_step - 1
     assert other_backends(database_url) == []
-    assert reduce_history_writes_since(database_url, THREAD, memory_step - 1) == [], "none of its writes"
+    assert node_writes_since(database_url, THREAD, "reduce_history", memory_step - 1) == [], (
+        "none of its writes"
+    )
     crash = fold_crash(settings, fake_model, control, {"extract_entities", "summarize"})
-    assert "extract_entities" in crash.finished, "the node that finished first had its writes saved"
+    assert crash.finished == {"extract_entities"}, (
+        "the node that finished before the lock had its writes saved"
+    )
+    archived = transcript_ids(database_url, THREAD)
+    assert set(archived) == {*crash.expected_ids, *crash.folded}, "the killed run's reduce_history archived"
 
     resume_in_new_process(cli, env=SMALL_WORKING_SET)
 
     assert_resumed_like_an_uninterrupted_run(settings, fake_model, crash, control)
+    assert transcript_ids(database_url, THREAD) == archived, "resume's archive added nothing"
