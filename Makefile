@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo chat server test test-local lint pgbouncer clean
+.PHONY: demo chat server test test-local lint pgbouncer bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,18 @@ test: lint pgbouncer
 
 test-local: $(VENV)/.dev-installed $(VENV)/.local-installed
 	$(BIN)/python -m pytest -m local_llm
+
+# Benchmarks side by side with the bare LangGraph recipe (bench/): report and plots in bench/results/.
+# `bench` also times the local model when the `local` extra is installed (make demo installs it).
+$(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(BIN)/python -m bench
+
+bench-quick: $(VENV)/.bench-installed
+	$(BIN)/python -m bench --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .langgraph_api

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -84,17 +84,25 @@ class AppliedMigration:
     applied_at: datetime
 
 
-async def apply_migrations(pool: Pool, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+async def apply_migrations(
+    pool: Pool,
+    migrations: tuple[Migration, ...] = MIGRATIONS,
+    *,
+    upstream: Callable[[], Awaitable[None]] | None = None,
+) -> list[str]:
     """Apply, in order, the migrations not yet recorded; returns the names applied now.
 
     Idempotent, and safe when several processes start at once: they take turns on an advisory lock,
     polled rather than waited on, because a session blocked inside a statement would hold a snapshot
-    that `CREATE INDEX CONCURRENTLY` in the lock holder waits for.
+    that `CREATE INDEX CONCURRENTLY` in the lock holder waits for. `upstream` (LangGraph's own setup,
+    whose first migrations collide when two processes run them at once) runs first, under the lock.
     """
     async with pool.connection() as conn:
         await conn.set_autocommit(True)
         await _take_lock(conn)
         try:
+            if upstream is not None:
+                await upstream()
             await conn.execute(LEDGER_SQL)
             done = {
                 row["name"]

@@ -85,9 +85,12 @@ async def setup_database(persistence: Persistence) -> None:
 
     Upstream's tables first: convomem's own migrations index and extend them.
     """
-    await persistence.checkpointer.setup()
-    await persistence.store.setup()
-    await apply_migrations(persistence.pool)
+
+    async def upstream() -> None:
+        await persistence.checkpointer.setup()
+        await persistence.store.setup()
+
+    await apply_migrations(persistence.pool, upstream=upstream)
 
 
 @asynccontextmanager

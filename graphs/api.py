@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from psycopg import OperationalError
 
+from checkpoint.compaction import compact_thread
 from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import (
     BUSY_TIMEOUT,
@@ -41,7 +43,7 @@ from checkpoint.transcript import (
     search_transcript,
     user_stats,
 )
-from graphs.conversation import build_graph
+from graphs.conversation import NODES, build_graph
 from graphs.database import database_url, open_database
 from graphs.models import shared_chat_model
 from graphs.settings import Durability, Settings
@@ -60,6 +62,8 @@ from nodes.memory import ENTITY_TYPES, MAX_VALUE_CHARS, EntityRecord, entity_nam
 from nodes.profile import UserProfile, load_profile
 from nodes.prompts import DEFAULT_INSTRUCTIONS
 from nodes.state import Context, State
+
+_log = logging.getLogger("convomem.api")
 
 __all__ = [
     "MAX_CONCURRENT_RUNS",
@@ -129,6 +133,8 @@ class _Run:
     interrupt_before: Sequence[str] = ()
     interrupt_after: Sequence[str] = ()
     durability: Durability | None = None
+    head: StateSnapshot | None = None
+    """The thread's latest state when the plan already read it (saves reading it again)."""
 
 
 def unfinished(snapshot: StateSnapshot) -> bool:
@@ -262,7 +268,13 @@ class Convomem:
                 )
             message = HumanMessage(content=text, id=str(uuid.uuid4()))
             return _Run(
-                {"messages": [message]}, config, context, interrupt_before, interrupt_after, durability
+                {"messages": [message]},
+                config,
+                context,
+                interrupt_before,
+                interrupt_after,
+                durability,
+                snapshot,
             )
 
         async for event in self._locked_run(thread_id, on_busy, busy_timeout, plan):
@@ -296,7 +308,7 @@ class Convomem:
                 graph_input = None
             else:
                 raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
-            return _Run(graph_input, config, context, durability=durability)
+            return _Run(graph_input, config, context, durability=durability, head=snapshot)
 
         async for event in self._locked_run(thread_id, on_busy, busy_timeout, plan):
             yield event
@@ -374,9 +386,12 @@ class Convomem:
 
     async def _run(self, run: _Run, writer: ThreadWriter) -> AsyncIterator[TurnEvent]:
         thread_id = writer.thread_id
-        head = (await self.graph.aget_state(self.config(thread_id))).config
-        head_id = (head or {}).get("configurable", {}).get("checkpoint_id")
-        head_writes = await pending_write_keys(self.persistence.pool, thread_id, head_id)
+        latest = run.head or await self.graph.aget_state(self.config(thread_id))
+        head_id = (latest.config or {}).get("configurable", {}).get("checkpoint_id")
+        # A finished head has no tasks, so no saved writes of its own to tell apart from the run's.
+        head_writes = (
+            await pending_write_keys(self.persistence.pool, thread_id, head_id) if latest.next else set()
+        )
         context = run.context
         run_id = str(uuid.uuid4())
         writer.start_run(run_id, head_id)
@@ -404,12 +419,33 @@ class Convomem:
                 await discard_run(self.persistence.pool, thread_id, head_id, head_writes)
             raise _user_facing(error) from error
         snapshot = await self.state(thread_id)
+        await self._compact_now_and_then(thread_id, latest, snapshot)
         yield TurnEnded(
             reply=_last_reply(snapshot),
             interrupts=_interrupts(snapshot),
             next_nodes=tuple(snapshot.next),
             checkpoint_id=(snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
         )
+
+    async def _compact_now_and_then(
+        self, thread_id: str, before: StateSnapshot, after: StateSnapshot
+    ) -> None:
+        """About every `compact_every` turns, drop step checkpoints of turns older than
+        `step_history_turns` (each keeps its last checkpoint; the transcript keeps every message).
+        Runs under the turn's thread lock; a failure costs only the saving, never the turn."""
+        period = self.settings.compact_every * len(NODES)
+        old, new = _step(before), _step(after)
+        if not period or new is None or (old is not None and old // period == new // period):
+            return
+        try:
+            await compact_thread(
+                self.persistence.pool,
+                thread_id,
+                keep_recent_runs=self.settings.step_history_turns,
+                lock=False,
+            )
+        except Exception as error:
+            _log.warning("compaction of thread %r skipped: %s", thread_id, error)
 
     # -- inspection ---------------------------------------------------------------------------
     async def state(self, thread_id: str) -> StateSnapshot:
@@ -565,6 +601,11 @@ async def _last_event(events: AsyncIterator[TurnEvent]) -> TurnEnded:
             last = event
     assert last is not None, "every run ends with TurnEnded"
     return last
+
+
+def _step(snapshot: StateSnapshot) -> int | None:
+    step = (snapshot.metadata or {}).get("step")
+    return step if isinstance(step, int) else None
 
 
 def _unknown_entity(name: str, user: str) -> InvalidInput:

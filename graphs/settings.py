@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     )
     embedding_dims: int = Field(default=1536, ge=1, le=16000)
     durability: Durability = "sync"
+    step_history_turns: int = Field(
+        default=20,
+        ge=0,
+        description="Turns whose every step checkpoint is kept; older turns keep their last.",
+    )
+    compact_every: int = Field(
+        default=10, ge=0, description="Compact a thread about every N turns; 0: never."
+    )
     transcript_language: str = Field(
         default="english",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",

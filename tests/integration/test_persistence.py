@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from checkpoint.persistence import open_persistence
 from graphs.api import open_convomem
 from graphs.settings import Settings
 from nodes.prompts import MEMORY_HEADER, SUMMARY_HEADER
@@ -154,3 +157,14 @@ async def test_summary_folds_old_messages_and_reaches_the_prompt(
     assert f"{SUMMARY_HEADER}\n{summary}" in system_prompt(prompt)
     assert sent[0] not in message_texts(prompt["messages"], "user")
     assert message_texts(prompt["messages"], "user")[-1] == THIRD
+
+
+async def test_two_processes_setting_up_a_fresh_database_at_once_both_succeed(database_url: str) -> None:
+    """Upstream's first migrations would collide (UniqueViolation) without the setup lock."""
+
+    async def open_and_close() -> None:
+        async with open_persistence(database_url, setup=True):
+            pass
+
+    await asyncio.gather(*(open_and_close() for _ in range(4)))
+    assert rows(database_url, "SELECT count(*) FROM convomem_migrations")[0][0] >= 3

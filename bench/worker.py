@@ -1,0 +1,35 @@
+"""One process of the multi-process concurrency bench: opens its variant, waits for "go", runs, reports.
+
+`python -m bench.worker VARIANT URL DATA_DIR THREADS TURNS PREFIX`: prints "ready" once connected, reads
+one line from stdin, then drives THREADS conversations of TURNS turns and prints their latencies as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import cast
+
+from bench.drivers import Variant, open_driver
+from bench.suite import drive_threads
+
+__all__ = ["main"]
+
+
+async def _run(variant: Variant, url: str, data_dir: Path, threads: int, turns: int, prefix: str) -> None:
+    async with open_driver(variant, url, data_dir, concurrency=threads) as driver:
+        print("ready", flush=True)
+        await asyncio.to_thread(sys.stdin.readline)
+        latencies = await drive_threads(driver, prefix, threads, turns)
+    print(json.dumps(latencies), flush=True)
+
+
+def main(argv: list[str]) -> None:
+    variant, url, data_dir, threads, turns, prefix = argv
+    asyncio.run(_run(cast(Variant, variant), url, Path(data_dir), int(threads), int(turns), prefix))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
