@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import psycopg
+
 from nodes.errors import DatabaseUnavailable
 
 __all__ = ["EmbeddedStatus", "embedded_status", "start_embedded", "stop_embedded"]
 
 PGDATA_DIRNAME = "pgdata"
+MAX_CONNECTIONS = 300
 _log = logging.getLogger("convomem.embedded")
 
 
@@ -57,12 +60,28 @@ def start_embedded(data_dir: Path) -> str:
             server = get_server(_pgdata(data_dir), cleanup_mode=None)
             if _running_uri(data_dir) is None:  # a handle cached by this process outlives a stop
                 server.start()
-        return str(server.get_uri())
-    except (OSError, RuntimeError, subprocess.SubprocessError) as error:
+            uri = str(server.get_uri())
+            if _raise_connection_limit(uri):
+                server.stop()
+                server.start()
+        return uri
+    except (OSError, RuntimeError, subprocess.SubprocessError, psycopg.Error) as error:
         raise DatabaseUnavailable(
             f"The embedded Postgres in {_pgdata(data_dir)} did not start ({error}); see its log file "
             "'log' in that folder, or set DATABASE_URL to another server."
         ) from error
+
+
+def _raise_connection_limit(uri: str) -> bool:
+    """Give a new server room for several busy processes (100 by default; each holds a pool plus one lock
+    connection per running turn). True when the setting changed, which takes a restart, once."""
+    with psycopg.connect(uri, autocommit=True) as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+        if row is not None and int(row[0]) >= MAX_CONNECTIONS:
+            return False
+        conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+    _log.info("embedded Postgres: max_connections set to %d", MAX_CONNECTIONS)
+    return True
 
 
 def _running_uri(data_dir: Path) -> str | None:
