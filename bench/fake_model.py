@@ -99,19 +99,6 @@ class FakeChatModel(BaseChatModel):
         for index, word in enumerate(words):
             yield ChatGenerationChunk(message=AIMessageChunk(content=word if index == 0 else f" {word}"))
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        bench_tool: str | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        for chunk in self._chunks(messages, bench_tool):
-            if run_manager is not None:
-                run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-            yield chunk
-
     async def _astream(
         self,
         messages: list[BaseMessage],

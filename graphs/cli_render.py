@@ -171,13 +171,7 @@ def render_profile(profile: UserProfile | None) -> None:
         console.print("no profile yet: it fills in as the user talks about themselves")
         return
     table = Table("profile", "", show_header=True)
-    for label, value in (
-        ("name", profile.name),
-        ("language", profile.language),
-        ("communication style", profile.communication_style),
-        ("interests", ", ".join(profile.interests)),
-        ("preferred topics", ", ".join(profile.preferred_topics)),
-    ):
+    for label, value in profile.identity():
         table.add_row(label, value or "-")
     past = profile.past_facts()
     for attribute, value in profile.current_facts().items():

@@ -159,6 +159,16 @@ class UserProfile(BaseModel):
     updated_at: str = ""
     source_message_ids: list[str] = Field(default_factory=list)
 
+    def identity(self) -> list[tuple[str, str]]:
+        """(label, text) of the identity fields, in display order; empty ones as ''."""
+        return [
+            ("name", self.name or ""),
+            ("language", self.language or ""),
+            ("communication style", self.communication_style or ""),
+            ("interests", ", ".join(self.interests)),
+            ("preferred topics", ", ".join(self.preferred_topics)),
+        ]
+
     def current_facts(self) -> dict[str, str]:
         """Attribute -> the value that holds now."""
         return {
@@ -285,17 +295,7 @@ def _day(timestamp: str) -> str:
 def format_profile(profile: UserProfile, max_tokens: int) -> str:
     """Prompt lines, identity first, cut to `max_tokens`; past facts marked as such so the model does
     not mistake an old city for the current one."""
-    lines = [
-        f"- {label}: {value}"
-        for label, value in (
-            ("name", profile.name),
-            ("language", profile.language),
-            ("communication style", profile.communication_style),
-            ("interests", ", ".join(profile.interests)),
-            ("preferred topics", ", ".join(profile.preferred_topics)),
-        )
-        if value
-    ]
+    lines = [f"- {label}: {value}" for label, value in profile.identity() if value]
     past = profile.past_facts()
     for attribute, versions in profile.facts.items():
         if not versions:

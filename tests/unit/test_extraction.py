@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableConfig
@@ -25,6 +24,7 @@ from nodes.profile import load_profile
 from nodes.state import Context, State
 from nodes.tokens import text_of
 from tests.fake_openai import extract_entities, extract_profile
+from tests.unit.test_nodes import RecordingChatModel
 
 CONFIG: RunnableConfig = {"configurable": {"thread_id": "t"}}
 Graph = CompiledStateGraph[Any, Any, Any, Any]
@@ -48,15 +48,11 @@ def not_json(raw: str = '{"entities": [{"type": "ORG", "value": "Ac') -> AIMessa
     return AIMessage(content="", invalid_tool_calls=[invalid])
 
 
-class ExtractionModel(GenericFakeChatModel):
+class ExtractionModel(RecordingChatModel):
     """Scripted replies first, then the fake server's rules on the request text; records every prompt."""
 
     messages: Iterator[AIMessage | str] = Field(default_factory=lambda: iter(()))
     script: list[AIMessage] = Field(default_factory=list)
-    prompts: list[list[BaseMessage]] = Field(default_factory=list)
-
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
-        return self
 
     def _generate(
         self,
@@ -65,7 +61,6 @@ class ExtractionModel(GenericFakeChatModel):
         run_manager: Any = None,
         **kwargs: Any,
     ) -> ChatResult:
-        self.prompts.append(list(messages))
         text = text_of(messages[-1])
         reply = self.script.pop(0) if self.script else None
         if reply is None:
@@ -74,7 +69,7 @@ class ExtractionModel(GenericFakeChatModel):
                 args["profile"] = profile
             reply = tool_call(args)
         self.messages = iter([reply])
-        return super()._generate(messages, stop=stop, **kwargs)
+        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
 
 
 def compile_node(model: ExtractionModel, store: InMemoryStore | None = None) -> tuple[Graph, InMemoryStore]:
