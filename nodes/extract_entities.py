@@ -205,7 +205,9 @@ async def store_entities(
             continue
         index: Any = ENTITY_INDEX_FIELDS if semantic else False
         await store.aput(namespace, found.key, updated.model_dump(), index=index)
-        await index_entity(store, user_id, found.key, index_names(updated))
+        names = index_names(updated)
+        if found.record is None or names != index_names(found.record):  # a new name to find it by
+            await index_entity(store, user_id, found.key, names)
         written[found.key] = updated
     return StoredEntities(len(written), dict(counts))
 
