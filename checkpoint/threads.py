@@ -8,7 +8,14 @@ from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["ThreadSummary", "discard_checkpoints_after", "discard_run", "list_threads", "pending_write_keys"]
+__all__ = [
+    "ThreadSummary",
+    "all_thread_ids",
+    "discard_checkpoints_after",
+    "discard_run",
+    "list_threads",
+    "pending_write_keys",
+]
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
@@ -19,6 +26,13 @@ class ThreadSummary:
     checkpoints: int
     last_checkpoint_id: str
     updated_at: str
+
+
+async def all_thread_ids(pool: Pool) -> list[str]:
+    """Every thread with a checkpoint (for maintenance that walks them all)."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY 1")).fetchall()
+    return [row["thread_id"] for row in rows]
 
 
 async def list_threads(pool: Pool, *, limit: int = 100) -> list[ThreadSummary]:

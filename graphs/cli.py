@@ -11,12 +11,14 @@ from typing import Annotated, Any, cast, get_args
 import typer
 from pydantic import ValidationError
 
+from checkpoint.compaction import compact_thread
 from checkpoint.embedded import embedded_status, stop_embedded
-from checkpoint.ids import validate_user_id
+from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
 from checkpoint.persistence import describe_url
 from checkpoint.retention import Strategy, parse_duration, prune_threads
 from checkpoint.status import database_status
+from checkpoint.threads import all_thread_ids
 from checkpoint.transcript import MAX_SEARCH_RESULTS
 from graphs.api import Convomem, PendingInterrupt, open_convomem, unfinished
 from graphs.cli_render import (
@@ -480,6 +482,28 @@ def db_prune(
                 dry_run=dry_run,
             )
         render_prune(report)
+
+    _run(work)
+
+
+@db_app.command("compact")
+def db_compact(
+    keep_turns: Annotated[
+        int | None, typer.Option("--keep-turns", min=0, help="Turns that keep every step (default: setting).")
+    ] = None,
+    thread: Annotated[str | None, typer.Option("--thread", help="Only this thread.")] = None,
+) -> None:
+    """Drop step checkpoints of older turns, keeping each turn's last (threads LangGraph Server ran too)."""
+
+    async def work(settings: Settings) -> None:
+        keep = settings.step_history_turns if keep_turns is None else keep_turns
+        async with open_database(settings, setup=False) as persistence:
+            threads = [validate_id(thread)] if thread else await all_thread_ids(persistence.pool)
+            for thread_id in threads:
+                report = await compact_thread(persistence.pool, thread_id, keep_recent_runs=keep)
+                if report.skipped or report.checkpoints_deleted:
+                    console.print(f"{thread_id}: {report}")
+            console.print(f"{len(threads)} threads compacted (each keeps its last {keep} turns whole)")
 
     _run(work)
 
