@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,7 @@ indexes concurrently would buy nothing. `position` is the global archive order. 
 with the row's `language` (kept as text, not regconfig: a regconfig column makes pg_upgrade refuse the
 database)."""
 
+REMEMBERED_THREADS = 4096
 HIGHLIGHT_START = "\x02"
 HIGHLIGHT_END = "\x03"
 """Around the matched words of a search snippet: control characters (start/end of text) that chat text
@@ -193,9 +195,14 @@ class TranscriptArchive:
         self.pool = pool
         self.language = language
         """A text search configuration name as Postgres prints it (open_transcript checks it exists)."""
+        self._archived: OrderedDict[str, set[str]] = OrderedDict()
+        """Ids this process has archived, per recent thread: they are not serialized and sent again
+        every turn. Only a shortcut: the table's key decides, so another process or a restart (which
+        starts empty here) archives nothing twice."""
 
     async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None:
-        kept = [m for m in messages if m.id]
+        known = self._archived.get(thread_id, set())
+        kept = [m for m in messages if m.id and m.id not in known]
         if not kept:
             return
         params = {
@@ -210,6 +217,11 @@ class TranscriptArchive:
         }
         async with self.pool.connection() as conn:
             await conn.execute(INSERT_SQL, params)
+        # Remember the working set only (older ids never come back), for the most recent threads.
+        self._archived[thread_id] = {str(m.id) for m in messages if m.id}
+        self._archived.move_to_end(thread_id)
+        while len(self._archived) > REMEMBERED_THREADS:
+            self._archived.popitem(last=False)
 
 
 async def open_transcript(pool: Pool, language: str) -> TranscriptArchive:
