@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from checkpoint.ids import validate_id
 from checkpoint.locks import RUN_ID_KEY, try_thread_lock_in_transaction
-from checkpoint.saver import Cursor, deleting_sql, forget_deleted
+from checkpoint.saver import Cursor, deleting_sql, delta_channels, forget_deleted
 from nodes.errors import InvalidInput
 
 __all__ = ["DEFAULT_KEEP_RECENT_RUNS", "CompactionReport", "compact_thread"]
@@ -94,7 +94,7 @@ class CompactionReport:
     blobs_deleted: int = 0
     bytes_freed: int = 0
     """Approximate: the stored (compressed) sizes of the checkpoint, write and blob values removed."""
-    skipped: Literal["busy"] | None = None
+    skipped: Literal["busy", "delta"] | None = None
 
     def __str__(self) -> str:
         if self.skipped:
@@ -111,6 +111,7 @@ async def compact_thread(
     *,
     keep_recent_runs: int = DEFAULT_KEEP_RECENT_RUNS,
     lock: bool = True,
+    measure: bool = True,
 ) -> CompactionReport:
     """Delete the intermediate (step) checkpoints of the thread's runs older than the `keep_recent_runs`
     most recent, in every namespace, with their writes and the blobs only they referenced.
@@ -125,17 +126,19 @@ async def compact_thread(
     run holds it; pass `lock=False` only when the caller holds that lock itself (the API after a turn).
     On a connection already inside a transaction it runs as a savepoint, and the lock lasts until that
     outer transaction ends. With nothing to delete it costs one indexed read of the thread's checkpoints.
+    A thread with a DeltaChannel is skipped (`skipped="delta"`): its older writes are its values.
+    `measure=False` skips sizing the thread before and after (the report then counts checkpoints only).
     """
     validate_id(thread_id)
     if keep_recent_runs < 0:
         raise InvalidInput(f"keep_recent_runs must be 0 or more, not {keep_recent_runs}.")
     if isinstance(conn_or_pool, AsyncConnectionPool):
         async with conn_or_pool.connection() as conn:
-            return await _compact(conn, thread_id, keep_recent_runs, lock)
-    return await _compact(conn_or_pool, thread_id, keep_recent_runs, lock)
+            return await _compact(conn, thread_id, keep_recent_runs, lock, measure)
+    return await _compact(conn_or_pool, thread_id, keep_recent_runs, lock, measure)
 
 
-async def _compact(conn: Conn, thread_id: str, keep: int, lock: bool) -> CompactionReport:
+async def _compact(conn: Conn, thread_id: str, keep: int, lock: bool, measure: bool) -> CompactionReport:
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
         if lock and not await try_thread_lock_in_transaction(conn, thread_id):
             return CompactionReport(thread_id, skipped="busy")
@@ -143,11 +146,16 @@ async def _compact(conn: Conn, thread_id: str, keep: int, lock: bool) -> Compact
         superseded = await cur.fetchall()
         if not superseded:
             return CompactionReport(thread_id)
-        before = await _footprint(cur, thread_id)
+        if await delta_channels(cur, [thread_id]):
+            return CompactionReport(thread_id, skipped="delta")
+        before = await _footprint(cur, thread_id) if measure else None
         namespaces = [row["checkpoint_ns"] for row in superseded]
         ids = [row["checkpoint_id"] for row in superseded]
         await cur.execute(DELETE_LISTED_SQL, (thread_id, namespaces, ids))
-        await forget_deleted(cur, await cur.fetchall())
+        deleted = await cur.fetchall()
+        await forget_deleted(cur, deleted)
+        if before is None:
+            return CompactionReport(thread_id, checkpoints_deleted=len(deleted))
         after = await _footprint(cur, thread_id)
     return CompactionReport(
         thread_id,

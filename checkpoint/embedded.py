@@ -57,11 +57,13 @@ def start_embedded(data_dir: Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            started_here = _running_uri(data_dir) is None  # get_server itself starts a stopped one
             server = get_server(_pgdata(data_dir), cleanup_mode=None)
             if _running_uri(data_dir) is None:  # a handle cached by this process outlives a stop
                 server.start()
             uri = str(server.get_uri())
-            if _raise_connection_limit(uri):
+            # Only a server this call started is restarted: others may be mid-turn on a running one.
+            if started_here and _raise_connection_limit(uri):
                 server.stop()
                 server.start()
         return uri

@@ -29,11 +29,10 @@ class ThreadOrderLock:
 
     Upstream takes one asyncio.Lock around every query of a saver. One shared connection needs that; a
     pool does not, and there the lock only queues every thread's turns behind each other (bench/:
-    1.2-1.4x the turns/s without it). It also keeps one thread's saves in call order, and that still
-    matters: under `durability="async"` a step's writes must not land before the checkpoint they belong
-    to, or a crash leaves writes of a checkpoint that never existed. So saves marked with
-    `saving_thread` queue per thread, FIFO, at exactly the point upstream takes its lock; reads and
-    other threads run at once. Locks of idle threads are dropped (weak values).
+    1.2-1.4x the turns/s without it). What it also gave is an order: one thread's saves reach Postgres
+    in the order they took the lock. Saves marked with `saving_thread` keep exactly that order per
+    thread (FIFO, taken at the point upstream takes its lock), so a thread sees the same save ordering
+    as under upstream; reads and other threads run at once. Locks of idle threads are dropped.
     """
 
     def __init__(self) -> None:

@@ -32,7 +32,7 @@ from checkpoint.ordering import ThreadOrderLock, saving_thread
 from checkpoint.serde import CheckpointDataRefused, SealInlineValues
 from nodes.errors import ConfigError, ConvomemError, InvalidInput
 
-__all__ = ["ConvomemSaver", "Cursor", "deleting_sql", "forget_deleted"]
+__all__ = ["ConvomemSaver", "Cursor", "deleting_sql", "delta_channels", "forget_deleted"]
 
 Cursor = AsyncCursor[DictRow]
 CheckpointKey = tuple[str, str, str]  # thread_id, checkpoint_ns, checkpoint_id
@@ -427,7 +427,7 @@ class ConvomemSaver(SealInlineValues, AsyncPostgresSaver):
             return
         threads = [str(thread) for thread in thread_ids]
         async with self._cursor() as cur:
-            delta = await _delta_channels(cur, threads)
+            delta = await delta_channels(cur, threads)
         await super().aprune([t for t in threads if t not in delta], strategy=strategy)
         for thread_id in threads:
             if thread_id in delta:
@@ -438,7 +438,7 @@ class ConvomemSaver(SealInlineValues, AsyncPostgresSaver):
         meanwhile is neither seen nor deleted)."""
         async with self._cursor() as cur, cur.connection.transaction():
             await cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            channels = (await _delta_channels(cur, [thread_id])).get(thread_id, {})
+            channels = (await delta_channels(cur, [thread_id])).get(thread_id, {})
             await cur.execute(HEADS_SQL, (thread_id,))
             deleted: list[DictRow] = []
             for head in await cur.fetchall():
@@ -472,7 +472,7 @@ def _unloadable(error: Exception, thread_id: str, ns: str, checkpoint_id: str) -
     )
 
 
-async def _delta_channels(cur: Cursor, threads: list[str]) -> dict[str, dict[str, set[str]]]:
+async def delta_channels(cur: Cursor, threads: list[str]) -> dict[str, dict[str, set[str]]]:
     """thread -> namespace -> its DeltaChannel names, for the threads that have any."""
     if not threads:
         return {}

@@ -443,6 +443,7 @@ class Convomem:
                 thread_id,
                 keep_recent_runs=self.settings.step_history_turns,
                 lock=False,
+                measure=False,  # nobody reads the sizes here: skip summing the thread twice
             )
         except Exception as error:
             _log.warning("compaction of thread %r skipped: %s", thread_id, error)
@@ -536,9 +537,7 @@ class Convomem:
         user = self._user(user_id)
         found = await find_entity(self.persistence.store, user, self._name(name))
         if found is None:
-            raise InvalidInput(
-                f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them."
-            )
+            raise _unknown_entity(name, user)
         record = found[1]
         mentions = await read_messages(self.persistence.pool, user, record.source_message_ids)
         return EntityMentions(record, mentions)
@@ -548,9 +547,7 @@ class Convomem:
         user = self._user(user_id)
         forgotten = await forget_entity(self.persistence.store, user, self._name(name))
         if forgotten is None:
-            raise InvalidInput(
-                f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them."
-            )
+            raise _unknown_entity(name, user)
         return forgotten
 
     async def profile(self, user_id: str | None = None) -> UserProfile | None:

@@ -10,6 +10,7 @@ from typing import Annotated, Any, cast, get_args
 
 import typer
 from pydantic import ValidationError
+from rich.text import Text
 
 from checkpoint.compaction import compact_thread
 from checkpoint.embedded import embedded_status, stop_embedded
@@ -402,7 +403,7 @@ def forget(
         async with open_convomem(settings) as cm:
             if entity is not None:
                 forgotten = await cm.forget_entity(entity, user)
-                console.print(f"forgot {forgotten.type} {forgotten.value!r} of user {user!r}")
+                console.print(Text(f"forgot {forgotten.type} {forgotten.value!r} of user {user!r}"))
                 return 0
             if not yes:
                 found = await cm.stats(user)

@@ -9,6 +9,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -135,9 +136,9 @@ def render_entities(entities: list[EntityRecord]) -> None:
     table = Table("type", "value", "aliases", "mentions", "threads", "last seen")
     for entity in entities:
         table.add_row(
-            entity.type,
-            entity.value,
-            ", ".join(entity.aliases),
+            Text(entity.type),
+            Text(entity.value),
+            Text(", ".join(entity.aliases)),
             str(entity.mentions),
             str(len(entity.threads)),
             entity.last_seen[:19],
@@ -146,22 +147,25 @@ def render_entities(entities: list[EntityRecord]) -> None:
 
 
 def render_entity(found: EntityMentions) -> None:
-    """The record, then each message that named it (thread, time, text)."""
+    """The record, then each message that named it (thread, time, text). Stored text is shown as text,
+    never parsed as Rich markup (a message may contain `[/b]`)."""
     record = found.record
-    table = Table(record.value, "", show_header=True)
-    table.add_row("type", record.type)
-    table.add_row("aliases", ", ".join(record.aliases) or "-")
-    table.add_row("mentions", str(record.mentions))
-    table.add_row("confidence", f"{record.confidence:.2f}")
-    table.add_row("first seen", record.first_seen[:19])
-    table.add_row("last seen", record.last_seen[:19])
-    table.add_row("threads", ", ".join(record.threads))
-    for context in record.contexts:
-        table.add_row("context", context)
+    table = Table(escape(record.value), "", show_header=True)
+    for label, value in (
+        ("type", record.type),
+        ("aliases", ", ".join(record.aliases) or "-"),
+        ("mentions", str(record.mentions)),
+        ("confidence", f"{record.confidence:.2f}"),
+        ("first seen", record.first_seen[:19]),
+        ("last seen", record.last_seen[:19]),
+        ("threads", ", ".join(record.threads)),
+        *(("context", context) for context in record.contexts),
+    ):
+        table.add_row(label, Text(value))
     console.print(table)
     mentions = Table("thread", "time", "role", "message", title="mentions")
     for entry in found.mentions:
-        mentions.add_row(entry.thread_id, _when(entry.created_at), entry.role, entry.content[:200])
+        mentions.add_row(entry.thread_id, _when(entry.created_at), entry.role, Text(entry.content[:200]))
     console.print(mentions if found.mentions else "no archived message mentions it (yet)")
 
 
@@ -172,13 +176,13 @@ def render_profile(profile: UserProfile | None) -> None:
         return
     table = Table("profile", "", show_header=True)
     for label, value in profile.identity():
-        table.add_row(label, value or "-")
+        table.add_row(label, Text(value or "-"))
     past = profile.past_facts()
     for attribute, value in profile.current_facts().items():
         earlier = "; ".join(
             f"{v.value} until {v.valid_to[:10] if v.valid_to else '?'}" for v in past.get(attribute, [])
         )
-        table.add_row(attribute, value + (f" (before: {earlier})" if earlier else ""))
+        table.add_row(Text(attribute), Text(value + (f" (before: {earlier})" if earlier else "")))
     table.add_row("updated", profile.updated_at[:19] if profile.updated_at else "-")
     console.print(table)
 

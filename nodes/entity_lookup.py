@@ -13,10 +13,12 @@ __all__ = ["find_entity", "forget_entity"]
 LOOKUP_CANDIDATES = 20
 
 
-async def find_entity(store: BaseStore, user_id: str, name: str) -> tuple[str, EntityRecord] | None:
+async def find_entity(
+    store: BaseStore, user_id: str, name: str, *, look_alike: bool = True
+) -> tuple[str, EntityRecord] | None:
     """(key, record) of the entity called `name` (its value or an alias, any case or corporate suffix),
-    else the closest look-alike above the resolution threshold, else None. Read through the word index,
-    so the cost does not grow with how much is remembered."""
+    else (with `look_alike`) the closest look-alike above the resolution threshold, else None. Read
+    through the word index, so the cost does not grow with how much is remembered."""
     wanted = normalized_name(name)
     if not wanted:
         return None
@@ -25,8 +27,8 @@ async def find_entity(store: BaseStore, user_id: str, name: str) -> tuple[str, E
     items = await store.abatch([GetOp(namespace, key) for key in keys])
     found = [(key, record) for key, item in zip(keys, items, strict=True) if (record := read_record(item))]
     exact = [(key, record) for key, record in found if wanted in name_forms(record)]
-    if exact:
-        return max(exact, key=lambda pair: (pair[1].mentions, pair[0]))
+    if exact or not look_alike:
+        return max(exact, default=None, key=lambda pair: (pair[1].mentions, pair[0]))
     scored = [(_similarity(wanted, record), key, record) for key, record in found]
     best = max(scored, default=None, key=lambda entry: (entry[0], entry[2].mentions))
     return (best[1], best[2]) if best is not None and best[0] >= SIMILARITY_THRESHOLD else None
@@ -42,7 +44,7 @@ async def forget_entity(store: BaseStore, user_id: str, name: str) -> EntityReco
     Extraction markers stay: messages already extracted are not extracted again, so a resumed or
     replayed turn does not bring the entity back. It returns only if the user mentions it again.
     """
-    found = await find_entity(store, user_id, name)
+    found = await find_entity(store, user_id, name, look_alike=False)  # deleting: the exact name only
     if found is None:
         return None
     key, record = found

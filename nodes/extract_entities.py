@@ -204,10 +204,12 @@ async def store_entities(
         if updated is None:
             continue
         index: Any = ENTITY_INDEX_FIELDS if semantic else False
-        await store.aput(namespace, found.key, updated.model_dump(), index=index)
         names = index_names(updated)
+        # The index first: a crash between the two leaves an index entry to a missing record (skipped
+        # on read), never a record nothing can find (the re-run would see it counted and stop there).
         if found.record is None or names != index_names(found.record):  # a new name to find it by
             await index_entity(store, user_id, found.key, names)
+        await store.aput(namespace, found.key, updated.model_dump(), index=index)
         written[found.key] = updated
     return StoredEntities(len(written), dict(counts))
 

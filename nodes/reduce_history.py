@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -10,6 +11,8 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from nodes.state import Context, Node, State, Update, memory_user
+
+_log = logging.getLogger("convomem.reduce_history")
 
 __all__ = ["Archive", "make_reduce_history"]
 
@@ -27,14 +30,19 @@ def make_reduce_history(archive: Archive | None = None) -> Node:
     async def reduce_history(state: State, runtime: Runtime[Context]) -> Update:
         """Archive the whole working set, then RemoveMessage for every folded id still present.
 
-        Archiving everything, not just what folds, also covers messages that state edits added; when
-        archiving fails the node fails before removing anything, and the step runs again on resume.
-        A re-run removes nothing twice.
+        Archiving everything, not just what folds, also covers messages that state edits added. When
+        archiving fails nothing is removed and the turn still completes (the user has seen the reply):
+        the folded ids stay in `summarized_ids`, and the next turn archives, then removes them. A re-run
+        removes nothing twice.
         """
         messages = state["messages"]
         if archive is not None and messages:
             thread_id = str(get_config()["configurable"]["thread_id"])
-            await archive(thread_id, memory_user(state, runtime), messages)
+            try:
+                await archive(thread_id, memory_user(state, runtime), messages)
+            except Exception as error:
+                _log.warning("transcript archive failed, nothing leaves the working set this turn: %s", error)
+                return {}
         folded = set(state.get("summarized_ids") or [])
         if not folded:
             return {}

@@ -31,12 +31,13 @@ def test_profile_keeps_the_fact_history_and_entities_filter_by_type(cli: Cli) ->
 
 def test_entity_shows_its_mentions_across_threads_and_forget_entity_removes_only_it(cli: Cli) -> None:
     talk(cli)
-    again = "Yesterday Acme Corporation called again."
+    again = "Yesterday Acme Corporation called again [/b] about list[int]."
     assert_ok(cli.run("chat", "--thread", "t2", "--user", USER, "--message", again))
     shown = assert_ok(cli.run("entity", "ACME", "--user", USER)).stdout
     assert "mentions" in shown
     assert shown.count("t1") >= 2 and "t2" in shown, shown  # two messages in t1, one in t2
     assert "Acme pays for the flat" in shown
+    assert "[/b] about list[int]" in shown, "stored text is printed as text, not Rich markup"
 
     assert_ok(cli.run("forget", "--user", USER, "--entity", "acme corp"))
     remaining = assert_ok(cli.run("entities", "--user", USER)).stdout

@@ -281,3 +281,23 @@ async def test_the_api_compacts_every_few_turns_keeping_recent_steps(
     spent = {channel for _, channel, _ in unbacked_references(database_url, "t")}
     assert spent <= {"__start__"} | {c for c in spent if c.startswith("branch:")}, spent
     assert len(state["messages"]) >= 2
+
+
+async def test_a_thread_with_a_delta_channel_is_skipped(persistence: Persistence, database_url: str) -> None:
+    """A DeltaChannel's value is the chain of its writes: deleting old steps would lose it."""
+    from bench.baselines import DeltaMessagesState
+
+    builder = StateGraph(DeltaMessagesState)
+    builder.add_node("echo", lambda s: {"messages": [("ai", f"echo {len(s['messages'])}")]})
+    builder.add_edge(START, "echo")
+    graph = builder.compile(checkpointer=persistence.checkpointer)
+    config: RunnableConfig = {"configurable": {"thread_id": "d"}}
+    for n in range(3):
+        await graph.ainvoke({"messages": [("user", f"m{n}")]}, {**config, "metadata": {RUN_ID_KEY: str(n)}})
+    before = checkpoint_ids(database_url, "d")
+
+    report = await compact_thread(persistence.pool, "d", keep_recent_runs=0)
+
+    assert report.skipped == "delta"
+    assert checkpoint_ids(database_url, "d") == before
+    assert len((await graph.aget_state(config)).values["messages"]) == 6
