@@ -45,6 +45,7 @@ from checkpoint.transcript import (
 )
 from graphs.conversation import NODES, build_graph
 from graphs.database import database_url, open_database
+from graphs.events import CheckpointInfo, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
 from graphs.models import shared_chat_model
 from graphs.settings import Durability, Settings
 from nodes.entity_lookup import find_entity, forget_entity
@@ -84,43 +85,6 @@ REVIEW_KEY = "convomem_review_memory"
 """Checkpoint metadata keys: how a thread's run was started, so resume, replay and fork go on alike."""
 MAX_CONCURRENT_RUNS = 16
 """Default size of the lock pool: runs one process can have in flight at once, each holding a connection."""
-
-
-@dataclass(frozen=True)
-class ReplyToken:
-    """A piece of the assistant's reply as it streams."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class PendingInterrupt:
-    id: str
-    value: Any
-
-
-@dataclass(frozen=True)
-class TurnEnded:
-    """The run stopped: finished (`next_nodes` empty) or paused at an interrupt or breakpoint."""
-
-    reply: str | None
-    interrupts: tuple[PendingInterrupt, ...]
-    next_nodes: tuple[str, ...]
-    checkpoint_id: str | None
-
-
-TurnEvent = ReplyToken | TurnEnded
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    checkpoint_id: str
-    step: int
-    created_at: str | None
-    source: str
-    ran: tuple[str, ...]
-    next_nodes: tuple[str, ...]
-    messages: int
 
 
 @dataclass(frozen=True)

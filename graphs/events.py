@@ -1,0 +1,49 @@
+"""What a turn tells its caller: reply tokens as they stream, then how the run ended."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["CheckpointInfo", "PendingInterrupt", "ReplyToken", "TurnEnded", "TurnEvent"]
+
+
+@dataclass(frozen=True)
+class ReplyToken:
+    """A piece of the assistant's reply as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class PendingInterrupt:
+    """An `interrupt()` waiting for an answer (the memory review's proposal is its value)."""
+
+    id: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class TurnEnded:
+    """The run stopped: finished (`next_nodes` empty) or paused at an interrupt or breakpoint."""
+
+    reply: str | None
+    interrupts: tuple[PendingInterrupt, ...]
+    next_nodes: tuple[str, ...]
+    checkpoint_id: str | None
+
+
+TurnEvent = ReplyToken | TurnEnded
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """One checkpoint of a thread's history: what produced it and what runs next."""
+
+    checkpoint_id: str
+    step: int
+    created_at: str | None
+    source: str
+    ran: tuple[str, ...]
+    next_nodes: tuple[str, ...]
+    messages: int
