@@ -12,6 +12,7 @@ from psycopg import AsyncConnection, Error, OperationalError, errors, pq
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from checkpoint.metadata import RUN_ID_KEY
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy, TooManyRuns
 
 __all__ = [
@@ -41,7 +42,6 @@ LOCK_NAMESPACE = 0x636D  # "cm": keeps our keys apart from other users of adviso
 BUSY_TIMEOUT = 30.0
 """Seconds enqueue (and rollback/interrupt, while the running run stops) wait for the thread by default."""
 MAX_LOCK_TIMEOUT_MS = 2**31 - 1
-RUN_ID_KEY = "run_id"
 """Checkpoint metadata key naming the run that wrote it (LangGraph Server's; delete_for_runs uses it)."""
 SETTLE_SECONDS = 1.0
 POLL_SECONDS = 0.25

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
+from checkpoint.metadata import REVIEW_KEY, USER_KEY
+
 __all__ = [
+    "RunHead",
     "ThreadSummary",
     "all_thread_ids",
     "discard_checkpoints_after",
     "discard_run",
     "list_threads",
     "pending_write_keys",
+    "read_run_head",
 ]
 
 Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
@@ -96,3 +100,58 @@ async def discard_run(pool: Pool, thread_id: str, head_id: str | None, head_writ
                 "AND task_id = %s AND idx = %s",
                 (thread_id, head_id, task_id, idx),
             )
+
+
+INTERRUPT_CHANNEL = "__interrupt__"
+RESUME_CHANNEL = "__resume__"
+
+
+@dataclass(frozen=True)
+class RunHead:
+    """A thread's latest checkpoint as a run finds it: what to undo back to if the run fails."""
+
+    checkpoint_id: str | None
+    write_keys: set[WriteKey] = field(default_factory=set)
+    """Writes already saved on the head: a failed run's own writes are the others."""
+    user_id: str | None = None
+    review_memory: bool | None = None
+    """The user and review setting of the thread's newest run that stamped them."""
+    interrupted: bool = False
+    """The head holds an interrupt not yet answered (a cheap, conservative look: confirm with the state)."""
+
+
+_RUN_HEAD_SQL = f"""
+    WITH head AS (
+        SELECT checkpoint_id FROM checkpoints
+        WHERE thread_id = %(thread)s AND checkpoint_ns = ''
+        ORDER BY checkpoint_id DESC LIMIT 1
+    ), stamped AS (
+        SELECT metadata ->> '{USER_KEY}' AS user_id, metadata ->> '{REVIEW_KEY}' AS review
+        FROM checkpoints
+        WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND metadata ? '{USER_KEY}'
+        ORDER BY checkpoint_id DESC LIMIT 1
+    )
+    SELECT head.checkpoint_id, stamped.user_id, stamped.review, w.task_id, w.idx, w.channel
+    FROM (SELECT 1) AS one
+    LEFT JOIN head ON true
+    LEFT JOIN stamped ON true
+    LEFT JOIN checkpoint_writes w
+      ON w.thread_id = %(thread)s AND w.checkpoint_ns = '' AND w.checkpoint_id = head.checkpoint_id
+"""
+
+
+async def read_run_head(pool: Pool, thread_id: str) -> RunHead:
+    """The thread's head, the writes saved on it and its stamped user, in one statement."""
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(_RUN_HEAD_SQL, {"thread": thread_id})).fetchall()
+    first = rows[0]
+    writes = {(row["task_id"], row["idx"]) for row in rows if row["task_id"] is not None}
+    channels = {row["channel"] for row in rows if row["channel"] is not None}
+    review = first["review"]
+    return RunHead(
+        checkpoint_id=first["checkpoint_id"],
+        write_keys=writes,
+        user_id=first["user_id"] or None,
+        review_memory=None if review is None else review == "true",
+        interrupted=INTERRUPT_CHANNEL in channels and RESUME_CHANNEL not in channels,
+    )

@@ -18,8 +18,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import try_thread_lock_in_transaction
+from checkpoint.metadata import USER_KEY
 from checkpoint.saver import ConvomemSaver
 from nodes.errors import ConfigError, InvalidInput, ThreadBusy
+from nodes.namespaces import entity_namespace, user_prefix
 from nodes.tokens import count_tokens, text_of
 
 __all__ = [
@@ -131,9 +133,6 @@ USER_THREADS_SQL = """
 FORGET_STORE_SQL = r"DELETE FROM store WHERE prefix LIKE %s ESCAPE '\'"
 """Every namespace under `convomem.users.<id>.` (store labels cannot contain dots, so no other user's)."""
 LANGUAGE_SQL = "SELECT oid::regconfig::text AS name FROM pg_ts_config WHERE cfgname = %s ORDER BY oid LIMIT 1"
-USER_KEY = "convomem_user_id"
-"""Checkpoint metadata key naming the user a run acted for (graphs.api writes it): how forget finds a
-user's threads that have nothing in the transcript yet."""
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 
 
@@ -312,7 +311,7 @@ async def search_transcript(
 
 async def user_stats(pool: Pool, user_id: str) -> UserStats:
     """What the transcript and the store hold for one user."""
-    params = {"user": validate_user_id(user_id), "entities": f"convomem.users.{user_id}.entities"}
+    params = {"user": validate_user_id(user_id), "entities": ".".join(entity_namespace(user_id))}
     async with pool.connection() as conn:
         row = await (await conn.execute(STATS_SQL, params)).fetchone()
     assert row is not None, "an aggregate always returns a row"
@@ -335,7 +334,7 @@ async def forget_user(pool: Pool, saver: ConvomemSaver, user_id: str) -> ForgetR
     (ThreadBusy). A thread is deleted whole, with what other users said on it; their own transcript rows
     and memories stay.
     """
-    prefix = f"convomem.users.{validate_user_id(user_id)}."
+    prefix = user_prefix(validate_user_id(user_id))
     params = {"user": user_id, "key": USER_KEY}
     async with pool.connection() as conn, conn.transaction():
         threads = [

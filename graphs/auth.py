@@ -23,7 +23,7 @@ from typing import Any
 from langgraph_sdk import Auth
 
 from graphs.settings import Settings
-from nodes.memory import entity_namespace
+from nodes.namespaces import entity_namespace
 
 __all__ = ["OWNER_KEY", "auth", "identify", "make_auth", "scoped_namespace"]
 

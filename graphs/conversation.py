@@ -4,24 +4,35 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
 from langgraph.types import RetryPolicy
 
+from graphs.turn_graph import TurnGraph, TurnRules
+from nodes.config import GraphConfig
 from nodes.extract_entities import make_extract_entities
 from nodes.load_memory import make_load_memory
 from nodes.models import is_transient_model_error
-from nodes.reduce_history import Archive, make_reduce_history
+from nodes.reduce_history import Archive, Compact, make_reduce_history
 from nodes.respond import make_respond
-from nodes.state import Context, State
+from nodes.state import Clock, Context, State
 from nodes.summarize import make_summarize
 
-__all__ = ["NODES", "build_graph", "model_retry_policy", "server_graph"]
+__all__ = ["NODES", "build_graph", "compile_graph", "model_retry_policy", "server_graph", "utc_now"]
 
-SERVER_TRANSCRIPT_CONNECTIONS = 4
 NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
+SERVER_CONNECTIONS = 4
+"""The server graph's own pool: transcript archive, compaction and undoing failed runs."""
+
+
+def utc_now() -> datetime:
+    """The clock the composition root gives the nodes that stamp times."""
+    return datetime.now(UTC)
 
 
 def model_retry_policy(max_attempts: int = 3) -> RetryPolicy:
@@ -36,29 +47,45 @@ def model_retry_policy(max_attempts: int = 3) -> RetryPolicy:
 
 
 def build_graph(
+    config: GraphConfig,
     model: BaseChatModel,
     *,
     memory_model: BaseChatModel | None = None,
-    max_attempts: int = 3,
     archive: Archive | None = None,
-    semantic: bool = False,
+    compact: Compact | None = None,
+    clock: Clock = utc_now,
 ) -> StateGraph[State, Context, State, State]:
-    """The uncompiled builder; callers compile it with their own checkpointer and store.
+    """The uncompiled builder, configured once; callers compile it with compile_graph.
 
     `archive` keeps every message in the transcript before reduce_history drops it from the working
     set (checkpoint.transcript.TranscriptArchive); without one, folded messages survive only in the
-    summary. `semantic` matches entities by meaning too; the store must have a vector index.
+    summary. `compact` drops old step checkpoints every `config.compact_every` turns.
     """
     memory_model = memory_model or model
-    retry = model_retry_policy(max_attempts)
+    attempts = config.model_retries
+    semantic = config.semantic_memory
     builder = StateGraph(State, context_schema=Context)
-    builder.add_node("load_memory", make_load_memory(semantic=semantic))
-    builder.add_node("respond", make_respond(model), retry_policy=retry)
+    load = make_load_memory(
+        memory_tokens=config.memory_tokens, default_user_id=config.user_id, semantic=semantic
+    )
+    builder.add_node("load_memory", load)
+    builder.add_node("respond", make_respond(model, config), retry_policy=model_retry_policy(attempts))
     # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
-    extract = make_extract_entities(memory_model, max_attempts=max_attempts, semantic=semantic)
+    extract = make_extract_entities(
+        memory_model,
+        clock=clock,
+        extract_every=config.extract_every,
+        new_content_only=config.extract_on_new_content_only,
+        max_attempts=attempts,
+        semantic=semantic,
+    )
     builder.add_node("extract_entities", extract)
-    builder.add_node("summarize", make_summarize(memory_model, max_attempts=max_attempts))
-    builder.add_node("reduce_history", make_reduce_history(archive))
+    summarize = make_summarize(
+        memory_model, working_set_tokens=config.working_set_tokens, max_attempts=attempts
+    )
+    builder.add_node("summarize", summarize)
+    reduce = make_reduce_history(archive, compact=compact, compact_every=config.compact_every)
+    builder.add_node("reduce_history", reduce)
     builder.add_edge(START, "load_memory")
     builder.add_edge("load_memory", "respond")
     builder.add_edge("respond", "extract_entities")
@@ -68,40 +95,44 @@ def build_graph(
     return builder
 
 
-_served: list[CompiledStateGraph[State, Context, State, State]] = []
+def compile_graph(
+    builder: StateGraph[State, Context, State, State],
+    rules: TurnRules | None,
+    *,
+    checkpointer: BaseCheckpointSaver[Any] | None = None,
+    store: BaseStore | None = None,
+) -> TurnGraph:
+    """The compiled graph with the rules of a turn built in (TurnGraph); the same on every path."""
+    compiled = builder.compile(checkpointer=checkpointer, store=store, name="convomem")
+    # As Pregel.copy() does, with the subclass: pinned by tests/unit/test_turn_graph.py.
+    attrs = {key: value for key, value in compiled.__dict__.items() if key != "__orig_class__"}
+    return TurnGraph(rules=rules, **attrs)
+
+
+_served: list[TurnGraph] = []
 _serving = AsyncExitStack()
-"""The server graph's own transcript pool, open for the life of the process (never exited)."""
+"""The server graph's own pool and local model, open for the life of the process (never exited)."""
 _building = asyncio.Lock()
 
 
-async def server_graph() -> CompiledStateGraph[State, Context, State, State]:
+async def server_graph() -> TurnGraph:
     """The graph LangGraph Server runs (langgraph.json), built once per process on first use.
 
-    Compiled without a checkpointer: the server injects the one named in langgraph.json. A factory
-    rather than a module-level value so that importing this module starts no model server; the local
-    model starts off the event loop. The transcript gets a small pool of its own, open as long as the
-    process: the checkpointer's and the store's pools belong to their factories (graphs/server.py).
+    Built exactly as open_convomem builds it (graphs.composition), from the same Settings; compiled
+    without a checkpointer: the server injects the one named in langgraph.json. A factory rather than a
+    module-level value so that importing this module starts no model server.
     """
     async with _building:
         if not _served:
-            from checkpoint.persistence import open_pool
-            from checkpoint.transcript import open_transcript
-            from graphs.database import database_url
-            from graphs.models import shared_chat_model
+            from graphs.composition import open_graph_parts
             from graphs.settings import Settings
 
-            settings = Settings()
-            pool = await _serving.enter_async_context(
-                open_pool(await database_url(settings), max_size=SERVER_TRANSCRIPT_CONNECTIONS)
-            )
             try:
-                archive = await open_transcript(pool, settings.transcript_language)
+                parts = await _serving.enter_async_context(
+                    open_graph_parts(Settings(), max_connections=SERVER_CONNECTIONS)
+                )
             except BaseException:
                 await _serving.aclose()
                 raise
-            model = await asyncio.to_thread(shared_chat_model, settings)
-            builder = build_graph(
-                model, max_attempts=settings.model_retries, archive=archive, semantic=settings.semantic_memory
-            )
-            _served.append(builder.compile(name="convomem"))
+            _served.append(compile_graph(parts.builder, parts.rules))
     return _served[0]

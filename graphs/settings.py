@@ -11,9 +11,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from checkpoint.ids import validate_user_id
 from checkpoint.serde import parse_encryption_key
+from nodes.config import GraphConfig, TurnSettings
 from nodes.errors import InvalidInput
 
-__all__ = ["MIN_TOKEN_LENGTH", "Durability", "Settings", "parse_api_tokens"]
+__all__ = ["MIN_TOKEN_LENGTH", "Durability", "Settings", "graph_config", "parse_api_tokens"]
 
 Durability = Literal["sync", "async", "exit"]
 MIN_TOKEN_LENGTH = 8
@@ -44,8 +45,11 @@ def parse_api_tokens(text: str) -> dict[str, str]:
     return table
 
 
-class Settings(BaseSettings):
-    """Everything configurable; tests build `Settings(...)` explicitly instead of touching the environment."""
+class Settings(TurnSettings, BaseSettings):
+    """Everything configurable; tests build `Settings(...)` explicitly instead of touching the environment.
+
+    The fields that shape a turn (instructions, budgets, cadences, model parameters) are inherited from
+    nodes.config.TurnSettings, where their defaults and ranges are written once."""
 
     model_config = SettingsConfigDict(env_prefix="CONVOMEM_", extra="ignore", populate_by_name=True)
 
@@ -59,31 +63,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     model: str = Field(default="gpt-4o-mini", description="Model name when a key or base URL is set.")
     model_timeout: float = 120.0
-    model_retries: int = Field(default=3, ge=1, le=10)
-    user_id: str = "default"
-    instructions: str | None = None
-    prompt_tokens: int = Field(default=3000, ge=256)
-    working_set_tokens: int = Field(default=1500, ge=64)
-    memory_tokens: int = Field(default=400, ge=0)
-    max_message_bytes: int = Field(default=32 * 1024, ge=1)
-    extract_every: int = Field(default=1, ge=1, le=100, description="Extract entities every N human turns.")
-    extract_on_new_content_only: bool = Field(
-        default=False, description="Skip extraction on turns with only acknowledgements or known names."
-    )
     embedding_model: str | None = Field(
         default=None,
         description="An OpenAI-compatible embedding model: semantic entity resolution and recall (pgvector).",
     )
     embedding_dims: int = Field(default=1536, ge=1, le=16000)
     durability: Durability = "sync"
-    step_history_turns: int = Field(
-        default=20,
-        ge=0,
-        description="Turns whose every step checkpoint is kept; older turns keep their last.",
-    )
-    compact_every: int = Field(
-        default=10, ge=0, description="Compact a thread about every N turns; 0: never."
-    )
     transcript_language: str = Field(
         default="english",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
@@ -104,6 +89,14 @@ class Settings(BaseSettings):
         """An empty variable (`CONVOMEM_ENCRYPTION_KEY=`) means unset, as shells and .env files write it."""
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
         return None if isinstance(text, str) and not text.strip() else value
+
+    @field_validator("user_id")
+    @classmethod
+    def _valid_user(cls, value: str) -> str:
+        try:
+            return validate_user_id(value)
+        except InvalidInput as error:
+            raise ValueError(str(error)) from None
 
     @field_validator("encryption_key")
     @classmethod
@@ -132,3 +125,9 @@ class Settings(BaseSettings):
     @property
     def uses_local_model(self) -> bool:
         return self.openai_api_key is None and not self.openai_base_url
+
+
+def graph_config(settings: Settings) -> GraphConfig:
+    """The frozen configuration build_graph takes: the same for the API, the CLI and LangGraph Server."""
+    turn = settings.model_dump(include=set(TurnSettings.model_fields))
+    return GraphConfig(**turn, semantic_memory=settings.semantic_memory)

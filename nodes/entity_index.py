@@ -10,13 +10,14 @@ from typing import Any
 
 from langgraph.store.base import BaseStore, GetOp, Item, PutOp
 
+from nodes.namespaces import entity_index_namespace
+
 __all__ = [
     "FILLER_WORDS",
     "MAX_KEYS_PER_WORD",
     "MAX_QUERY_WORDS",
     "entity_keys_for",
     "index_entity",
-    "index_namespace",
     "name_words",
     "unindex_entity",
 ]
@@ -45,10 +46,6 @@ def name_words(text: str) -> set[str]:
     return {word for word in _WORD.findall(folded) if word not in FILLER_WORDS}
 
 
-def index_namespace(user_id: str) -> tuple[str, ...]:
-    return ("convomem", "users", user_id, "entity_index")
-
-
 def _keys_of(item: Item | None) -> list[str]:
     keys = item.value.get("keys") if item is not None else None
     return [key for key in keys if isinstance(key, str)] if isinstance(keys, list) else []
@@ -56,7 +53,7 @@ def _keys_of(item: Item | None) -> list[str]:
 
 async def _word_documents(store: BaseStore, user_id: str, words: list[str]) -> list[list[str]]:
     """The key lists of `words`, read in one round trip."""
-    namespace = index_namespace(user_id)
+    namespace = entity_index_namespace(user_id)
     items = await store.abatch([GetOp(namespace, word) for word in words]) if words else []
     return [_keys_of(item if isinstance(item, Item) else None) for item in items]
 
@@ -72,7 +69,7 @@ async def _rewrite(store: BaseStore, user_id: str, key: str, names: Iterable[str
     index entry (read-modify-write); the entity then stays reachable through the recency path.
     """
     words = _all_words(names)
-    namespace = index_namespace(user_id)
+    namespace = entity_index_namespace(user_id)
     writes: list[PutOp] = []
     for word, keys in zip(words, await _word_documents(store, user_id, words), strict=True):
         if (key in keys) == add:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from langgraph.store.base import BaseStore, GetOp
 
 from nodes.entity_index import entity_keys_for, unindex_entity
-from nodes.memory import EntityRecord, entity_namespace, name_forms, normalized_name, read_record
+from nodes.memory import EntityRecord, name_forms, normalized_name, read_record
+from nodes.namespaces import entity_namespace
 from nodes.resolution import SIMILARITY_THRESHOLD, index_names, lookup_words, name_similarity
 
 __all__ = ["find_entity", "forget_entity"]

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
-from langgraph.config import get_config
 from langgraph.func import task
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore, PutOp
@@ -31,18 +29,17 @@ from nodes.memory import (
     EntityCandidate,
     EntityRecord,
     Extraction,
-    entity_namespace,
-    extracted_namespace,
     merge_entity,
     parse_candidates,
     parse_profile,
     with_alias,
 )
 from nodes.models import with_transient_retry
+from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.profile import ProfileUpdate, update_profile
 from nodes.prompts import EXTRACTION_SYSTEM, REPAIR_REQUEST
 from nodes.resolution import MATCH_KINDS, SEMANTIC_THRESHOLD, index_names, resolve_entity
-from nodes.state import Context, Node, State, Update, memory_user
+from nodes.state import Clock, Context, Node, State, Update, memory_user
 
 __all__ = [
     "ENTITY_INDEX_FIELDS",
@@ -175,7 +172,7 @@ async def store_entities(
     *,
     message_ids: Sequence[str],
     thread_id: str,
-    now: str | None = None,
+    now: str,
     semantic: bool = False,
     semantic_threshold: float = SEMANTIC_THRESHOLD,
 ) -> StoredEntities:
@@ -186,7 +183,6 @@ async def store_entities(
     call writes nothing: each record already lists the message. Every write refreshes the word index.
     """
     namespace = entity_namespace(user_id)
-    now = now or datetime.now(UTC).isoformat()
     counts: Counter[str] = Counter({kind: 0 for kind in MATCH_KINDS})
     written: dict[str, EntityRecord] = {}
     for raw, message_id in zip(entities, message_ids, strict=True):
@@ -215,11 +211,17 @@ async def store_entities(
 
 
 async def upsert_entities(
-    store: BaseStore, user_id: str, entities: list[dict[str, Any]], *, message_id: str, thread_id: str
+    store: BaseStore,
+    user_id: str,
+    entities: list[dict[str, Any]],
+    *,
+    message_id: str,
+    thread_id: str,
+    now: str,
 ) -> int:
     """store_entities for one message; returns records written."""
     stored = await store_entities(
-        store, user_id, entities, message_ids=[message_id] * len(entities), thread_id=thread_id
+        store, user_id, entities, message_ids=[message_id] * len(entities), thread_id=thread_id, now=now
     )
     return stored.written
 
@@ -237,6 +239,9 @@ async def _mark(
 def make_extract_entities(
     model: BaseChatModel,
     *,
+    clock: Clock,
+    extract_every: int = 1,
+    new_content_only: bool = False,
     max_attempts: int = 3,
     semantic: bool = False,
     semantic_threshold: float = SEMANTIC_THRESHOLD,
@@ -246,7 +251,8 @@ def make_extract_entities(
     `stream=False`: nobody watches these tokens, and under the graph's message streaming a forced tool
     call would otherwise be streamed, which llama.cpp's function-calling handler does not finish.
     `semantic` adds the store's vector search to resolution; the store must have an index configured,
-    and records are then embedded on ENTITY_INDEX_FIELDS.
+    and records are then embedded on ENTITY_INDEX_FIELDS. `clock` stamps first/last seen and fact
+    validity; `extract_every` and `new_content_only` set the cadence (see the node's docstring).
     """
     extractor = with_transient_retry(
         model.bind_tools([Extraction], tool_choice=Extraction.__name__).bind(stream=False), max_attempts
@@ -272,7 +278,7 @@ def make_extract_entities(
             return {}
         user_id = memory_user(state, runtime)
         pending = await not_extracted(store, user_id, state["messages"])
-        if not pending or len(pending) < max(runtime.context.extract_every, 1):
+        if not pending or len(pending) < max(extract_every, 1):
             return {}
         batch = pending[-MAX_BATCH_MESSAGES:]
         await _mark(
@@ -286,13 +292,13 @@ def make_extract_entities(
             "resolution": {kind: 0 for kind in MATCH_KINDS},
             "profile_updated": False,
         }
-        if runtime.context.extract_on_new_content_only and not await has_new_content(store, user_id, batch):
+        if new_content_only and not await has_new_content(store, user_id, batch):
             await _mark(store, user_id, batch, {"stored": 0, "error": None})
             return {"extraction": {**outcome, "skipped": "no new content"}}
         proposal: dict[str, Any] = await propose_entities(batch_text(batch))
         entities: list[dict[str, Any]] = proposal["entities"]
         profile: dict[str, Any] | None = proposal.get("profile")
-        if state.get("review_memory", runtime.context.review_memory) and (entities or profile):
+        if state.get("review_memory", bool(runtime.context.review_memory)) and (entities or profile):
             review: dict[str, Any] = {
                 "type": "memory_review",
                 "message_id": batch[-1].id,
@@ -300,13 +306,13 @@ def make_extract_entities(
             }
             decision = interrupt(review if profile is None else {**review, "profile": profile})
             entities, profile = apply_review(decision, entities), review_profile(decision, profile)
-        now = datetime.now(UTC).isoformat()
+        now = clock().isoformat()
         stored = await store_entities(
             store,
             user_id,
             entities,
             message_ids=[mentioning(batch, str(e["value"])) for e in entities],
-            thread_id=str(get_config().get("configurable", {}).get("thread_id", "")),
+            thread_id=runtime.execution_info.thread_id or "" if runtime.execution_info else "",
             now=now,
             semantic=semantic,
             semantic_threshold=semantic_threshold,

@@ -8,7 +8,8 @@ from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.store.base import BaseStore, GetOp
 
 from nodes.entity_index import entity_keys_for, name_words
-from nodes.memory import entity_namespace, extracted_namespace, read_record
+from nodes.memory import read_record
+from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.tokens import text_of
 
 __all__ = [

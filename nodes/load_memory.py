@@ -11,8 +11,10 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore, GetOp, Item, SearchItem
 from pydantic import ValidationError
 
+from nodes.config import DEFAULT_USER_ID
 from nodes.entity_index import entity_keys_for, name_words
-from nodes.memory import EntityRecord, entity_namespace
+from nodes.memory import EntityRecord
+from nodes.namespaces import entity_namespace
 from nodes.profile import fit_lines, format_profile, load_profile, text_tokens
 from nodes.prompts import MEMORY_HEADER
 from nodes.state import Context, Node, State, Update, authenticated_user, newest_human
@@ -142,15 +144,23 @@ def _join(*sections: str) -> str:
     return "\n\n".join(section for section in sections if section)
 
 
-def make_load_memory(*, semantic: bool = False) -> Node:
-    """`semantic=True` when the store has a vector index: the closest entities by meaning join too."""
+def make_load_memory(
+    *, memory_tokens: int, default_user_id: str = DEFAULT_USER_ID, semantic: bool = False
+) -> Node:
+    """`semantic=True` when the store has a vector index: the closest entities by meaning join too.
+
+    The turn's user is the authenticated caller, else the run's context, else the user of the thread's
+    previous turn (state), else `default_user_id`; it is kept in state so every later node of the turn,
+    and a resume without context, acts for the same user."""
 
     async def load_memory(state: State, runtime: Runtime[Context]) -> Update:
         """Memory for respond: the profile, then the entities that matter to the newest message, within
         memory_tokens; `memory_trace` says why each one was picked."""
-        user_id = authenticated_user(runtime) or runtime.context.user_id
-        turn = {"user_id": user_id, "review_memory": runtime.context.review_memory}
-        budget = runtime.context.memory_tokens
+        user_id = (
+            authenticated_user(runtime) or runtime.context.user_id or state.get("user_id") or default_user_id
+        )
+        turn = {"user_id": user_id, "review_memory": bool(runtime.context.review_memory)}
+        budget = memory_tokens
         if runtime.store is None or budget <= 0:
             return {**turn, "memory_context": "", "memory_keys": [], "memory_trace": []}
         latest = newest_human(state["messages"])

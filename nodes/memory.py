@@ -17,8 +17,6 @@ __all__ = [
     "EntityRecord",
     "Extraction",
     "entity_key",
-    "entity_namespace",
-    "extracted_namespace",
     "merge_entity",
     "name_forms",
     "normalized_name",
@@ -151,15 +149,6 @@ def parse_profile(raw: Any) -> ProfileUpdate | None:
         raise ValueError(f"a profile value is longer than {MAX_RAW_PROFILE_CHARS} characters")
     profile = ProfileUpdate.model_validate(raw)
     return profile if profile.model_dump(exclude_defaults=True) else None
-
-
-def entity_namespace(user_id: str) -> tuple[str, ...]:
-    return ("convomem", "users", user_id, "entities")
-
-
-def extracted_namespace(user_id: str) -> tuple[str, ...]:
-    """Markers of messages already extracted, so a re-run after a crash writes nothing twice."""
-    return ("convomem", "users", user_id, "extracted")
 
 
 _CORPORATE_SUFFIX = re.compile(r"\b(inc|corp|corporation|co|ltd|llc|gmbh|plc|company)\b\.?$")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 
+from nodes.namespaces import profile_namespace
 from nodes.prompts import PROFILE_HEADER
 
 __all__ = [
@@ -26,7 +27,6 @@ __all__ = [
     "format_profile",
     "load_profile",
     "merge_profile",
-    "profile_namespace",
     "text_tokens",
     "update_profile",
 ]
@@ -244,10 +244,6 @@ def merge_profile(
         return None
     ids = [*base.source_message_ids, message_id][-KEPT_SOURCE_IDS:]
     return base.model_copy(update={**changes, "updated_at": now, "source_message_ids": ids})
-
-
-def profile_namespace(user_id: str) -> tuple[str, ...]:
-    return ("convomem", "users", user_id, "profile")
 
 
 async def load_profile(store: BaseStore, user_id: str) -> UserProfile | None:

@@ -1,4 +1,4 @@
-"""reduce_history: archive the working set to the transcript, then remove what summarize folded."""
+"""reduce_history: archive the working set to the transcript, remove what summarize folded, compact."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from langchain_core.messages import AnyMessage, RemoveMessage
-from langgraph.config import get_config
 from langgraph.runtime import Runtime
 
 from nodes.state import Context, Node, State, Update, memory_user
 
 _log = logging.getLogger("convomem.reduce_history")
 
-__all__ = ["Archive", "make_reduce_history"]
+__all__ = ["Archive", "Compact", "make_reduce_history"]
 
 
 class Archive(Protocol):
@@ -24,8 +23,20 @@ class Archive(Protocol):
     async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None: ...
 
 
-def make_reduce_history(archive: Archive | None = None) -> Node:
-    """Without `archive` folded messages are only dropped (unit tests, graphs compiled without one)."""
+class Compact(Protocol):
+    """Drops the step checkpoints of a thread's older turns (checkpoint.compaction in production)."""
+
+    async def __call__(self, thread_id: str) -> None: ...
+
+
+def make_reduce_history(
+    archive: Archive | None = None, *, compact: Compact | None = None, compact_every: int = 0
+) -> Node:
+    """Without `archive` folded messages are only dropped (unit tests, graphs compiled without one).
+
+    With `compact`, every `compact_every`-th turn of a thread (counted in state's `turns`) ends by
+    compacting the thread, on every path that runs the graph (API, CLI, LangGraph Server).
+    """
 
     async def reduce_history(state: State, runtime: Runtime[Context]) -> Update:
         """Archive the whole working set, then RemoveMessage for every folded id still present.
@@ -33,20 +44,27 @@ def make_reduce_history(archive: Archive | None = None) -> Node:
         Archiving everything, not just what folds, also covers messages that state edits added. When
         archiving fails nothing is removed and the turn still completes (the user has seen the reply):
         the folded ids stay in `summarized_ids`, and the next turn archives, then removes them. A re-run
-        removes nothing twice.
+        removes nothing twice. Compaction failing costs only the saving, never the turn.
         """
         messages = state["messages"]
-        if archive is not None and messages:
-            thread_id = str(get_config()["configurable"]["thread_id"])
+        thread_id = runtime.execution_info.thread_id if runtime.execution_info else None
+        turns = int(state.get("turns") or 0) + 1
+        update: Update = {"turns": turns}
+        if compact is not None and thread_id and compact_every and turns % compact_every == 0:
+            try:
+                await compact(thread_id)
+            except Exception as error:
+                _log.warning("compaction of thread %r skipped: %s", thread_id, error)
+        if archive is not None and messages and thread_id:
             try:
                 await archive(thread_id, memory_user(state, runtime), messages)
             except Exception as error:
                 _log.warning("transcript archive failed, nothing leaves the working set this turn: %s", error)
-                return {}
+                return update
         folded = set(state.get("summarized_ids") or [])
         if not folded:
-            return {}
+            return update
         present = [m.id for m in messages if m.id in folded]
-        return {"messages": [RemoveMessage(id=i) for i in present if i], "summarized_ids": []}
+        return {**update, "messages": [RemoveMessage(id=i) for i in present if i], "summarized_ids": []}
 
     return reduce_history

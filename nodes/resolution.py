@@ -12,15 +12,8 @@ from typing import Literal
 from langgraph.store.base import BaseStore, GetOp
 
 from nodes.entity_index import entity_keys_for, name_words
-from nodes.memory import (
-    EntityCandidate,
-    EntityRecord,
-    entity_key,
-    entity_namespace,
-    name_forms,
-    normalized_name,
-    read_record,
-)
+from nodes.memory import EntityCandidate, EntityRecord, entity_key, name_forms, normalized_name, read_record
+from nodes.namespaces import entity_namespace
 
 __all__ = [
     "INTERCHANGEABLE_TYPES",

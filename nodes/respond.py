@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, SystemMessage
+from langchain_core.runnables import Runnable
 from langgraph.runtime import Runtime
 
+from nodes.config import GraphConfig
 from nodes.prompts import SUMMARY_HEADER
 from nodes.state import Context, Node, State, Update
 from nodes.tokens import count_tokens, fit_window
@@ -20,23 +24,28 @@ def _clip(text: str, max_tokens: int) -> str:
     return text if len(text) <= max_tokens * 4 else text[: max(max_tokens * 4 - 1, 0)] + "…"
 
 
-def build_prompt(state: State, context: Context) -> list[AnyMessage]:
+def build_prompt(state: State, config: GraphConfig) -> list[AnyMessage]:
     """Instructions + memory + running summary + the newest working-set messages, under the budget."""
-    share = context.prompt_tokens // SYSTEM_PART_SHARE
-    parts = [_clip(context.instructions, share)]
+    share = config.prompt_tokens // SYSTEM_PART_SHARE
+    parts = [_clip(config.instructions, share)]
     if state.get("memory_context"):
-        parts.append(_clip(state.get("memory_context", ""), min(share, context.memory_tokens)))
+        parts.append(_clip(state.get("memory_context", ""), min(share, config.memory_tokens)))
     if state.get("summary"):
         parts.append(_clip(f"{SUMMARY_HEADER}\n{state.get('summary', '')}", share))
     system = SystemMessage(content="\n\n".join(parts))
-    room = context.prompt_tokens - count_tokens([system])
+    room = config.prompt_tokens - count_tokens([system])
     return [system, *fit_window(state["messages"], room)]
 
 
-def make_respond(model: BaseChatModel) -> Node:
+def make_respond(model: BaseChatModel, config: GraphConfig) -> Node:
+    """The instructions, budgets and reply parameters (temperature, max_tokens) are the graph's."""
+    replier: Runnable[list[AnyMessage], Any] = model.bind(
+        temperature=config.temperature, max_tokens=config.max_tokens
+    )
+
     async def respond(state: State, runtime: Runtime[Context]) -> Update:
         """Answer the newest message; the reply's tokens stream through stream_mode='messages'."""
-        reply = await model.ainvoke(build_prompt(state, runtime.context))
+        reply = await replier.ainvoke(build_prompt(state, config))
         return {"messages": [reply]}
 
     return respond

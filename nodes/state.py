@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, NotRequired, Protocol, TypedDict
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 
-from nodes.prompts import DEFAULT_INSTRUCTIONS
+from nodes.config import DEFAULT_USER_ID
 
-__all__ = ["Context", "Node", "State", "Update", "authenticated_user", "memory_user", "newest_human"]
+__all__ = ["Clock", "Context", "Node", "State", "Update", "authenticated_user", "memory_user", "newest_human"]
 
 
 class State(TypedDict):
@@ -31,23 +32,26 @@ class State(TypedDict):
     memory_keys: NotRequired[list[str]]
     memory_trace: NotRequired[list[dict[str, Any]]]
     extraction: NotRequired[dict[str, Any]]
+    turns: NotRequired[int]
+    """Turns the thread has completed: the compaction cadence counts them."""
 
 
 @dataclass(frozen=True)
 class Context:
-    """Per-run values (LangGraph `context_schema`): who is talking, how the assistant behaves, budgets."""
+    """Per-run values (LangGraph `context_schema`): only what may differ between two runs of one process.
 
-    user_id: str = "default"
-    instructions: str = DEFAULT_INSTRUCTIONS
-    prompt_tokens: int = 3000
-    working_set_tokens: int = 1500
-    memory_tokens: int = 400
-    review_memory: bool = False
-    extract_every: int = 1
-    """Run entity extraction on every n-th human turn only: fewer model calls on slow local models."""
-    extract_on_new_content_only: bool = False
-    """Skip extraction when the newest message names nothing new (only words already remembered)."""
+    Everything else that shapes a turn (instructions, budgets, cadences, model parameters) is fixed when
+    the graph is built (nodes.config.GraphConfig). None means "as the thread had it": a run without a
+    user acts for the user of the thread's latest run (the configured default on a new thread); a new
+    message without `review_memory` is not reviewed, a resume or replay keeps the thread's setting.
+    """
 
+    user_id: str | None = None
+    review_memory: bool | None = None
+
+
+Clock = Callable[[], datetime]
+"""Now, as an aware datetime: injected into the nodes that stamp times (the composition root's clock)."""
 
 Update = dict[str, Any]
 """What a node returns: the state keys it changes."""
@@ -75,5 +79,8 @@ def authenticated_user(runtime: Runtime[Context]) -> str | None:
 
 def memory_user(state: State, runtime: Runtime[Context]) -> str:
     """Whose memory a node reads and writes: the authenticated caller, else the user who started the
-    turn (kept in state so a resume without context stays theirs), else the run's context."""
-    return authenticated_user(runtime) or state.get("user_id") or runtime.context.user_id
+    turn (kept in state so a resume without context stays theirs), else the run's context.
+
+    load_memory writes `user_id` at the start of every turn, so the last fallback is for threads made
+    before it did."""
+    return authenticated_user(runtime) or state.get("user_id") or runtime.context.user_id or DEFAULT_USER_ID

@@ -28,8 +28,9 @@ def summary_request(previous: str | None, stale: Sequence[AnyMessage]) -> list[A
     return [SystemMessage(content=SUMMARY_SYSTEM), HumanMessage(content=body)]
 
 
-def make_summarize(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
-    """`stream=False`: the summary is never shown as it is written, so it is requested in one piece."""
+def make_summarize(model: BaseChatModel, *, working_set_tokens: int, max_attempts: int = 3) -> Node:
+    """`stream=False`: the summary is never shown as it is written, so it is requested in one piece.
+    `working_set_tokens` is the budget over which the oldest messages fold."""
     summarizer = with_transient_retry(model.bind(stream=False), max_attempts)
 
     async def summarize(state: State, runtime: Runtime[Context]) -> Update:
@@ -42,7 +43,7 @@ def make_summarize(model: BaseChatModel, *, max_attempts: int = 3) -> Node:
         pending = list(state.get("summarized_ids") or [])
         already = set(pending)
         working = [m for m in state["messages"] if m.id not in already]
-        stale = messages_to_fold(working, runtime.context.working_set_tokens)
+        stale = messages_to_fold(working, working_set_tokens)
         if not stale:
             return {}
         try:

@@ -6,10 +6,11 @@ from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
 from checkpoint.persistence import Persistence
-from nodes.entity_index import entity_keys_for, index_entity, index_namespace, unindex_entity
+from nodes.entity_index import entity_keys_for, index_entity, unindex_entity
 from nodes.load_memory import RECENT, make_load_memory
-from nodes.memory import EntityRecord, entity_key, entity_namespace
-from nodes.profile import FactStatement, ProfileUpdate, load_profile, profile_namespace, update_profile
+from nodes.memory import EntityRecord, entity_key
+from nodes.namespaces import entity_index_namespace, entity_namespace, profile_namespace
+from nodes.profile import FactStatement, ProfileUpdate, load_profile, update_profile
 from nodes.prompts import PROFILE_HEADER
 from nodes.state import Context
 from tests.integration.support import rows
@@ -65,7 +66,9 @@ async def test_the_word_index_round_trips_on_postgres(persistence: Persistence, 
     await unindex_entity(store, "u1", "ORG:bank_of_america", ["Bank of America"])
     assert await entity_keys_for(store, "u1", ["bank", "america"]) == ["ORG:river_bank"]
     words = rows(
-        database_url, "SELECT key FROM store WHERE prefix = %s ORDER BY key", (prefix(index_namespace("u1")),)
+        database_url,
+        "SELECT key FROM store WHERE prefix = %s ORDER BY key",
+        (prefix(entity_index_namespace("u1")),),
     )
     assert [w for (w,) in words] == ["bank", "river"]
 

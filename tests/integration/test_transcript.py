@@ -16,7 +16,7 @@ from checkpoint.transcript import HIGHLIGHT_END, HIGHLIGHT_START, TranscriptArch
 from graphs.api import Convomem, open_convomem
 from graphs.settings import Settings
 from nodes.errors import ConfigError, InvalidInput, ThreadBusy
-from nodes.memory import entity_namespace
+from nodes.namespaces import entity_namespace
 from nodes.tokens import count_tokens
 from tests.integration.support import checkpoint_count, finish, rows, transcript_rows
 

@@ -14,10 +14,10 @@ from nodes.entity_index import (
     MAX_QUERY_WORDS,
     entity_keys_for,
     index_entity,
-    index_namespace,
     name_words,
     unindex_entity,
 )
+from nodes.namespaces import entity_index_namespace
 
 
 class CountingStore(InMemoryStore):
@@ -89,7 +89,7 @@ async def test_unindex_forgets_the_key_and_empty_documents() -> None:
     await index_entity(store, "u1", "PRODUCT:widgets", ["Widgets"])
     await unindex_entity(store, "u1", "ORG:acme", ["Acme Widgets"])
     assert await entity_keys_for(store, "u1", ["acme", "widgets"]) == ["PRODUCT:widgets"]
-    assert {item.key for item in await store.asearch(index_namespace("u1"))} == {"widgets"}
+    assert {item.key for item in await store.asearch(entity_index_namespace("u1"))} == {"widgets"}
 
 
 async def test_a_word_document_stays_bounded_and_keeps_the_newest_keys() -> None:

@@ -8,9 +8,9 @@ import pytest
 from langgraph.store.base import Op, PutOp, Result
 from langgraph.store.memory import InMemoryStore
 
-from nodes.entity_index import index_namespace
 from nodes.entity_lookup import find_entity, forget_entity
 from nodes.extract_entities import store_entities
+from nodes.namespaces import entity_index_namespace
 
 ADA = {"type": "PERSON", "value": "Ada Lovelace", "context": "the first programmer"}
 
@@ -22,13 +22,17 @@ class IndexOutage(InMemoryStore):
 
     async def abatch(self, ops: Any) -> list[Result]:
         ops = list(ops)
-        if self.down and any(isinstance(op, PutOp) and op.namespace == index_namespace("u1") for op in ops):
+        if self.down and any(
+            isinstance(op, PutOp) and op.namespace == entity_index_namespace("u1") for op in ops
+        ):
             raise ConnectionError("index write lost")
         return await super().abatch(ops)
 
     def batch(self, ops: Any) -> list[Result]:  # the sync path InMemoryStore's aput may take
         ops = list[Op](ops)
-        if self.down and any(isinstance(op, PutOp) and op.namespace == index_namespace("u1") for op in ops):
+        if self.down and any(
+            isinstance(op, PutOp) and op.namespace == entity_index_namespace("u1") for op in ops
+        ):
             raise ConnectionError("index write lost")
         return super().batch(ops)
 

@@ -19,7 +19,8 @@ from pydantic import Field
 from nodes.entity_index import index_entity
 from nodes.extract_entities import make_extract_entities, store_entities
 from nodes.extraction_batch import MAX_BATCH_MESSAGES, content_words, has_new_content
-from nodes.memory import EntityRecord, entity_namespace, extracted_namespace
+from nodes.memory import EntityRecord
+from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.profile import load_profile
 from nodes.state import Context, State
 from nodes.tokens import text_of

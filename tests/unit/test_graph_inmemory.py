@@ -19,7 +19,8 @@ from langgraph.types import Command, StateSnapshot
 from pydantic import Field
 
 from graphs.conversation import NODES, build_graph
-from nodes.memory import EntityRecord, entity_namespace, extracted_namespace
+from nodes.memory import EntityRecord
+from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.prompts import EXTRACTION_SYSTEM, MEMORY_HEADER, REPAIR_REQUEST, SUMMARY_HEADER, SUMMARY_SYSTEM
 from nodes.reduction import messages_to_fold
 from nodes.state import Context

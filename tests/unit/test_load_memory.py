@@ -15,7 +15,8 @@ from langgraph.store.memory import InMemoryStore
 
 from nodes.entity_index import index_entity
 from nodes.load_memory import PROFILE_SHARE, RECENT, make_load_memory
-from nodes.memory import EntityRecord, entity_key, entity_namespace
+from nodes.memory import EntityRecord, entity_key
+from nodes.namespaces import entity_namespace
 from nodes.profile import FactStatement, ProfileUpdate, text_tokens, update_profile
 from nodes.prompts import MEMORY_HEADER, PROFILE_HEADER
 from nodes.respond import build_prompt

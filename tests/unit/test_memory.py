@@ -17,8 +17,6 @@ from nodes.memory import (
     EntityRecord,
     Extraction,
     entity_key,
-    entity_namespace,
-    extracted_namespace,
     merge_entity,
     normalized_name,
     parse_candidates,
@@ -26,6 +24,7 @@ from nodes.memory import (
     read_record,
     with_alias,
 )
+from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.prompts import MEMORY_HEADER
 
 T0 = "2026-01-01T00:00:00+00:00"

@@ -27,8 +27,9 @@ from pydantic import Field, ValidationError
 from nodes.entity_index import index_entity
 from nodes.extract_entities import apply_review, request_extraction, upsert_entities
 from nodes.load_memory import make_load_memory
-from nodes.memory import EntityRecord, entity_key, entity_namespace
+from nodes.memory import EntityRecord, entity_key
 from nodes.models import is_transient_model_error
+from nodes.namespaces import entity_namespace
 from nodes.prompts import (
     DEFAULT_INSTRUCTIONS,
     EXTRACTION_SYSTEM,

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.store.memory import InMemoryStore
 
+from nodes.namespaces import profile_namespace
 from nodes.profile import (
     KEPT_FACT_VERSIONS,
     KEPT_LIST_ITEMS,
@@ -24,7 +25,6 @@ from nodes.profile import (
     format_profile,
     load_profile,
     merge_profile,
-    profile_namespace,
     text_tokens,
     update_profile,
 )

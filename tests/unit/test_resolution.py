@@ -10,7 +10,8 @@ from langgraph.store.base import GetOp, Op, Result, SearchOp
 from langgraph.store.memory import InMemoryStore
 
 from nodes.extract_entities import store_entities
-from nodes.memory import EntityCandidate, EntityRecord, entity_namespace
+from nodes.memory import EntityCandidate, EntityRecord
+from nodes.namespaces import entity_namespace
 from nodes.resolution import (
     CANDIDATE_LIMIT,
     SIMILARITY_THRESHOLD,

@@ -1,0 +1,73 @@
+"""Building the graph from Settings, once, the same way for the Python API, the CLI and LangGraph Server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from langchain_core.language_models import BaseChatModel
+from langgraph.graph import StateGraph
+
+from checkpoint.compaction import compact_thread
+from checkpoint.persistence import Pool, open_pool
+from checkpoint.transcript import TranscriptArchive, open_transcript
+from graphs.conversation import build_graph
+from graphs.database import database_url
+from graphs.models import shared_chat_model
+from graphs.settings import Settings, graph_config
+from graphs.turn_graph import TurnRules
+from nodes.reduce_history import Compact
+from nodes.state import Context, State
+
+__all__ = ["GraphParts", "compactor", "open_graph_parts"]
+
+
+@dataclass(frozen=True)
+class GraphParts:
+    """The configured builder and what it was given: compile it with compile_graph(builder, rules)."""
+
+    builder: StateGraph[State, Context, State, State]
+    rules: TurnRules
+    archive: TranscriptArchive
+    pool: Pool
+
+
+def compactor(pool: Pool, *, keep_recent_runs: int) -> Compact:
+    """reduce_history's compaction: older turns keep only their last checkpoint. It runs inside the
+    turn, which already is the thread's only writer (the API's lock, LangGraph Server's run queue)."""
+
+    async def compact(thread_id: str) -> None:
+        await compact_thread(pool, thread_id, keep_recent_runs=keep_recent_runs, lock=False, measure=False)
+
+    return compact
+
+
+@asynccontextmanager
+async def open_graph_parts(
+    settings: Settings,
+    *,
+    pool: Pool | None = None,
+    model: BaseChatModel | None = None,
+    max_connections: int = 4,
+) -> AsyncIterator[GraphParts]:
+    """Configuration, model, transcript archive and compaction, wired into one builder.
+
+    `pool` is the database the graph's own writes go to (transcript, compaction, undoing a failed run);
+    without one, a small pool of `max_connections` is opened for as long as the parts are used.
+    """
+    config = graph_config(settings)
+    async with AsyncExitStack() as stack:
+        if pool is None:
+            url = await database_url(settings)
+            pool = await stack.enter_async_context(open_pool(url, max_size=max_connections))
+        archive = await open_transcript(pool, settings.transcript_language)
+        chat_model = model if model is not None else await asyncio.to_thread(shared_chat_model, settings)
+        builder = build_graph(
+            config,
+            chat_model,
+            archive=archive,
+            compact=compactor(pool, keep_recent_runs=config.step_history_turns),
+        )
+        yield GraphParts(builder, TurnRules(config, pool), archive, pool)

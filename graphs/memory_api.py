@@ -1,0 +1,119 @@
+"""The Python API's memory half: entities, the profile, the transcript, search, statistics, forgetting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from checkpoint.ids import validate_user_id
+from checkpoint.persistence import Persistence
+from checkpoint.transcript import (
+    ForgetReport,
+    SearchHit,
+    TranscriptArchive,
+    TranscriptEntry,
+    UserStats,
+    forget_user,
+    read_messages,
+    read_transcript,
+    search_transcript,
+    user_stats,
+)
+from graphs.settings import Settings
+from nodes.entity_lookup import find_entity, forget_entity
+from nodes.errors import InvalidInput
+from nodes.memory import ENTITY_TYPES, MAX_VALUE_CHARS, EntityRecord
+from nodes.namespaces import entity_namespace
+from nodes.profile import UserProfile, load_profile
+
+__all__ = ["EntityMentions", "MemoryApi"]
+
+
+@dataclass(frozen=True)
+class EntityMentions:
+    """One entity and every archived message that named it, across threads."""
+
+    record: EntityRecord
+    mentions: list[TranscriptEntry]
+
+
+class MemoryApi:
+    """What is remembered about users, read and edited through the same rules as the graph uses."""
+
+    def __init__(self, persistence: Persistence, settings: Settings, archive: TranscriptArchive) -> None:
+        self.persistence = persistence
+        self.settings = settings
+        self.archive = archive
+        """Where reduce_history keeps every message (the graph's), and the language search parses with."""
+
+    async def entities(
+        self, user_id: str | None = None, *, entity_type: str | None = None, limit: int = 1000
+    ) -> list[EntityRecord]:
+        """The user's entities, most mentioned first; `entity_type` (PERSON, ORG, ...) filters."""
+        namespace = entity_namespace(self._user(user_id))
+        wanted = entity_type.strip().upper() if entity_type else None
+        if wanted is not None and not wanted.isidentifier():
+            raise InvalidInput(f"Unknown entity type {entity_type!r}: use one of {', '.join(ENTITY_TYPES)}.")
+        found = {"type": wanted} if wanted else None
+        items = await self.persistence.store.asearch(namespace, filter=found, limit=limit)
+        records = [EntityRecord.model_validate(item.value) for item in items]
+        return sorted(records, key=lambda r: (-r.mentions, r.value.casefold()))
+
+    async def entity(self, name: str, user_id: str | None = None) -> EntityMentions:
+        """The entity called `name` (value, alias or a close spelling) and the messages that named it."""
+        user = self._user(user_id)
+        found = await find_entity(self.persistence.store, user, _entity_name(name))
+        if found is None:
+            raise _unknown_entity(name, user)
+        record = found[1]
+        mentions = await read_messages(self.persistence.pool, user, record.source_message_ids)
+        return EntityMentions(record, mentions)
+
+    async def forget_entity(self, name: str, user_id: str | None = None) -> EntityRecord:
+        """Delete one remembered entity (the rest of the user's memory stays)."""
+        user = self._user(user_id)
+        forgotten = await forget_entity(self.persistence.store, user, _entity_name(name))
+        if forgotten is None:
+            raise _unknown_entity(name, user)
+        return forgotten
+
+    async def profile(self, user_id: str | None = None) -> UserProfile | None:
+        """The user's profile document (name, language, style, interests, facts with their history)."""
+        return await load_profile(self.persistence.store, self._user(user_id))
+
+    async def transcript(self, thread_id: str) -> list[TranscriptEntry]:
+        """Every message the thread ever had, oldest first, including those folded into its summary."""
+        return await read_transcript(self.persistence.pool, thread_id)
+
+    async def search(
+        self, query: str, *, user_id: str | None = None, thread_id: str | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        """Full-text search over every archived message (web-search syntax), best match first."""
+        return await search_transcript(
+            self.persistence.pool,
+            query,
+            language=self.archive.language,
+            user_id=user_id,
+            thread_id=thread_id,
+            limit=limit,
+        )
+
+    async def stats(self, user_id: str | None = None) -> UserStats:
+        """Conversations, messages, tokens and remembered entities of a user (default: the configured)."""
+        return await user_stats(self.persistence.pool, user_id or self.settings.user_id)
+
+    async def forget(self, user_id: str) -> ForgetReport:
+        """Delete a user's transcript, memories and threads; ThreadBusy (nothing deleted) while one runs."""
+        return await forget_user(self.persistence.pool, self.persistence.checkpointer, user_id)
+
+    def _user(self, user_id: str | None) -> str:
+        return validate_user_id(user_id or self.settings.user_id)
+
+
+def _entity_name(name: str) -> str:
+    if not name.strip() or len(name) > MAX_VALUE_CHARS:
+        raise InvalidInput(f"Give an entity name of 1-{MAX_VALUE_CHARS} characters.")
+    return name
+
+
+def _unknown_entity(name: str, user: str) -> InvalidInput:
+    return InvalidInput(f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them.")

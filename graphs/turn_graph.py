@@ -1,0 +1,216 @@
+"""The compiled conversation graph with the rules of a turn built in, for every path that runs it.
+
+LangGraph Server runs the compiled graph directly (langgraph-api calls `astream`, or `astream_events`,
+which calls `astream`, on a `copy()` of it, which keeps this class): so input validation, the thread's
+user and review setting, and undoing a failed run live here, not in the Python facade.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import StateSnapshot
+from psycopg import OperationalError
+
+from checkpoint.metadata import REVIEW_KEY, USER_KEY
+from checkpoint.persistence import Pool
+from checkpoint.threads import RunHead, discard_run, read_run_head
+from graphs.input_rules import (
+    CheckedInput,
+    check_context,
+    check_state_update,
+    check_thread_id,
+    check_turn_input,
+)
+from nodes.config import GraphConfig
+from nodes.errors import (
+    ConvomemError,
+    DatabaseUnavailable,
+    InvalidInput,
+    ModelUnavailable,
+    NothingToResume,
+    UnknownCheckpoint,
+)
+from nodes.extract_entities import check_review_answer
+from nodes.state import Context, State
+
+__all__ = ["PlannedRun", "TurnGraph", "TurnRules", "as_user_facing", "unfinished"]
+
+_log = logging.getLogger("convomem.turn")
+
+
+@dataclass(frozen=True)
+class TurnRules:
+    """What the graph enforces on every run: the configuration's limits and defaults, and the pool on
+    which a failed run's checkpoints are undone (None: nothing to undo, e.g. an in-memory saver)."""
+
+    config: GraphConfig
+    pool: Pool | None = None
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run that passed the rules: what it asks for, for whom, and the head to undo back to."""
+
+    checked: CheckedInput
+    context: Context
+    thread_id: str | None
+    head: RunHead | None
+
+
+def unfinished(snapshot: StateSnapshot) -> bool:
+    """Due work remains: nodes to run, or tasks whose saved writes still wait to be applied."""
+    return bool(snapshot.next or snapshot.tasks)
+
+
+def as_user_facing(error: Exception) -> Exception:
+    """Library errors as ConvomemError with a message saying what to do (the same words on every path)."""
+    if isinstance(error, ConvomemError):
+        return error
+    if isinstance(error, openai.APIConnectionError | openai.APIStatusError):
+        return ModelUnavailable(
+            f"The model server did not answer ({type(error).__name__}): start it or check OPENAI_BASE_URL / "
+            "OPENAI_API_KEY, then send the message again. Nothing was saved."
+        )
+    if isinstance(error, OperationalError):
+        return DatabaseUnavailable(f"Postgres failed during the turn ({error}); nothing was saved.")
+    return error
+
+
+class TurnGraph(CompiledStateGraph[State, Context, State, State]):
+    """CompiledStateGraph plus the rules of a turn (`rules`; None runs the plain graph)."""
+
+    def __init__(self, *, rules: TurnRules | None = None, **kwargs: Any) -> None:
+        # Pregel.copy() rebuilds a graph as `type(self)(**self.__dict__)`: `rules` travels with it.
+        super().__init__(**kwargs)
+        self.rules = rules
+
+    async def check_run(self, graph_input: Any, config: RunnableConfig | None, context: Any) -> PlannedRun:
+        """Every rule a run must pass before anything is written; raises a ConvomemError saying why.
+
+        Also resolves who the run acts for: the context's user, else the user of the thread's newest
+        run, else the configured default; and its review setting: the context's, else off for a new
+        message and the thread's own for a resume, a continue or a replay.
+        """
+        rules = self._rules()
+        checked = check_turn_input(graph_input, rules.config.max_message_bytes)
+        asked = check_context(context)
+        configurable = (config or {}).get("configurable") or {}
+        if configurable.get("thread_id") is None:
+            return PlannedRun(checked, self._resolved(asked, checked, None), None, None)
+        thread_id = check_thread_id(configurable["thread_id"])
+        head = await read_run_head(rules.pool, thread_id) if rules.pool is not None else None
+        checkpoint_id = configurable.get("checkpoint_id")
+        if checkpoint_id is not None:
+            await self._known_checkpoint(thread_id, checkpoint_id)
+        if checked.kind == "resume":
+            snapshot = await self.aget_state(_thread_config(thread_id))
+            if not snapshot.interrupts:
+                raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
+            check_review_answer(snapshot.interrupts, checked.resume)
+        elif checked.kind == "continue" and checkpoint_id is None:
+            if not unfinished(await self.aget_state(_thread_config(thread_id))):
+                raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
+        elif checked.kind == "message" and (head is None or head.interrupted):
+            snapshot = await self.aget_state(_thread_config(thread_id))
+            if snapshot.interrupts:
+                raise InvalidInput(
+                    f"Thread {thread_id!r} waits for an answer to an interrupt: run "
+                    f"`convomem resume --thread {thread_id}` first (add --value for a review)."
+                )
+        return PlannedRun(checked, self._resolved(asked, checked, head), thread_id, head)
+
+    async def astream(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        context: Any = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[Any]:
+        """Check the run, stamp whom it acts for in checkpoint metadata, run it; when it fails, remove
+        every checkpoint and write it made, so the thread is exactly as it was (then re-raise)."""
+        if self.rules is None:
+            async for chunk in super().astream(input, config, context=context, **kwargs):
+                yield chunk
+            return
+        plan = await self.check_run(input, config, context)
+        stamped: RunnableConfig = {
+            **(config or {}),
+            "metadata": {
+                **((config or {}).get("metadata") or {}),
+                USER_KEY: plan.context.user_id,
+                REVIEW_KEY: plan.context.review_memory,
+            },
+        }
+        try:
+            async for chunk in super().astream(input, stamped, context=plan.context, **kwargs):
+                yield chunk
+        except Exception as error:
+            await self._undo(plan)
+            raise as_user_facing(error) from error
+
+    async def aupdate_state(
+        self, config: RunnableConfig, values: Any, as_node: str | None = None, task_id: str | None = None
+    ) -> RunnableConfig:
+        """A caller's edit of a thread (a fork) follows the input rules: one user message, or nothing."""
+        if self.rules is not None and values is not None:
+            check_state_update(values, self.rules.config.max_message_bytes)
+            thread_id = check_thread_id((config.get("configurable") or {}).get("thread_id"))
+            checkpoint_id = (config.get("configurable") or {}).get("checkpoint_id")
+            if checkpoint_id is not None:
+                await self._known_checkpoint(thread_id, checkpoint_id)
+        return await super().aupdate_state(config, values, as_node=as_node, task_id=task_id)
+
+    def _rules(self) -> TurnRules:
+        assert self.rules is not None
+        return self.rules
+
+    def _resolved(self, asked: Context, checked: CheckedInput, head: RunHead | None) -> Context:
+        user = asked.user_id or (head.user_id if head else None) or self._rules().config.user_id
+        if asked.review_memory is not None:
+            review = asked.review_memory
+        else:
+            review = checked.kind != "message" and bool(head and head.review_memory)
+        return Context(user_id=user, review_memory=review)
+
+    async def _known_checkpoint(self, thread_id: str, checkpoint_id: object) -> None:
+        found = None
+        if isinstance(checkpoint_id, str):
+            try:
+                uuid.UUID(checkpoint_id)
+            except ValueError:
+                found = None
+            else:  # a load error of a real row is not "unknown": it names its thread and checkpoint itself
+                config = _thread_config(thread_id, checkpoint_id)
+                saver = self.checkpointer
+                found = await saver.aget_tuple(config) if isinstance(saver, BaseCheckpointSaver) else True
+        if found is None:
+            raise UnknownCheckpoint(
+                f"Thread {thread_id!r} has no checkpoint {str(checkpoint_id)[:64]!r}: list them with "
+                f"`convomem history --thread {thread_id}`."
+            )
+
+    async def _undo(self, plan: PlannedRun) -> None:
+        pool = self._rules().pool
+        if pool is None or plan.thread_id is None or plan.head is None:
+            return
+        try:
+            await discard_run(pool, plan.thread_id, plan.head.checkpoint_id, plan.head.write_keys)
+        except Exception as error:  # the database is down: the next turn finds the unfinished run
+            _log.warning("could not undo the failed run on thread %r: %s", plan.thread_id, error)
+
+
+def _thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}

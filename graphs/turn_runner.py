@@ -1,0 +1,131 @@
+"""Running one turn from Python: the thread's lock, the graph's stream as events, stopped runs undone.
+
+What must hold on every path (input rules, the thread's user, undoing a failed run, compaction) is in
+the graph itself (graphs.turn_graph); this adds what only an in-process caller has: one writer per
+thread across processes (checkpoint.locks) with the on-busy strategies, and events instead of chunks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.messages import AIMessageChunk
+from langchain_core.runnables import RunnableConfig
+from langgraph.types import StateSnapshot
+
+from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, hold_thread
+from checkpoint.metadata import RUN_ID_KEY
+from checkpoint.persistence import Pool
+from checkpoint.threads import discard_run, read_run_head
+from graphs.events import PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
+from graphs.settings import Durability
+from graphs.turn_graph import TurnGraph
+from nodes.errors import RunCancelled
+from nodes.state import Context
+
+__all__ = ["RunPlan", "TurnRunner", "interrupts_of", "thread_config"]
+
+Plan = Callable[[ThreadWriter], Awaitable["RunPlan"]]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run will do, decided while holding the thread's lock."""
+
+    graph_input: Any
+    config: RunnableConfig
+    context: Context
+    interrupt_before: Sequence[str] = ()
+    interrupt_after: Sequence[str] = ()
+    durability: Durability | None = None
+
+
+def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
+    configurable = {"thread_id": thread_id}
+    if checkpoint_id is not None:
+        configurable["checkpoint_id"] = checkpoint_id
+    return {"configurable": configurable}
+
+
+def interrupts_of(snapshot: StateSnapshot) -> tuple[PendingInterrupt, ...]:
+    return tuple(PendingInterrupt(id=i.id, value=i.value) for i in snapshot.interrupts)
+
+
+def _last_reply(snapshot: StateSnapshot) -> str | None:
+    """The assistant's answer to the newest human message, if the turn got that far."""
+    for message in reversed(snapshot.values.get("messages") or []):
+        if message.type == "human":
+            return None
+        if message.type == "ai":
+            return str(message.text)
+    return None
+
+
+def _is_step_done(event: tuple[str, Any]) -> bool:
+    """A "checkpoints" event: the previous step's state is saved, the next step not started."""
+    return event[0] == "checkpoints"
+
+
+def _is_reply_token(chunk: Any, metadata: Any) -> bool:
+    """Only respond's tokens reach the user; the memory nodes' model calls stay silent."""
+    return (
+        metadata.get("langgraph_node") == "respond" and isinstance(chunk, AIMessageChunk) and bool(chunk.text)
+    )
+
+
+class TurnRunner:
+    """Runs planned turns on one graph: lock, stream, undo on a rollback, the final event."""
+
+    def __init__(self, graph: TurnGraph, pool: Pool, lock_pool: Pool, durability: Durability) -> None:
+        self.graph = graph
+        self.pool = pool
+        self.lock_pool = lock_pool
+        self.durability = durability
+
+    async def run(
+        self, thread_id: str, plan: Plan, *, on_busy: OnBusy = "reject", busy_timeout: float = BUSY_TIMEOUT
+    ) -> AsyncIterator[TurnEvent]:
+        """Take the thread's lock (`on_busy` says what to do when another run holds it), decide the run
+        from the state found under it, run it, and end with TurnEnded."""
+        async with hold_thread(
+            self.lock_pool, thread_id, on_busy=on_busy, busy_timeout=busy_timeout
+        ) as writer:
+            planned = await plan(writer)
+            async for event in self._run(planned, writer):
+                yield event
+
+    async def _run(self, run: RunPlan, writer: ThreadWriter) -> AsyncIterator[TurnEvent]:
+        thread_id = writer.thread_id
+        head = await read_run_head(self.pool, thread_id)
+        run_id = str(uuid.uuid4())
+        writer.start_run(run_id, head.checkpoint_id)
+        run_config: RunnableConfig = {**run.config, "metadata": {RUN_ID_KEY: run_id}}
+        events = self.graph.astream(
+            run.graph_input,
+            run_config,
+            context=run.context,
+            stream_mode=["messages", "checkpoints"],
+            durability=run.durability or self.durability,
+            interrupt_before=list(run.interrupt_before) or None,
+            interrupt_after=list(run.interrupt_after) or None,
+        )
+        try:
+            async for mode, payload in writer.stream(
+                cast(AsyncGenerator[tuple[str, Any], None], events), step_done=_is_step_done
+            ):
+                if mode == "messages" and _is_reply_token(*payload):
+                    yield ReplyToken(cast(AIMessageChunk, payload[0]).text)
+        except RunCancelled as error:
+            if not error.kept_progress:  # rolled back by a newer message: undo what this run wrote
+                await discard_run(self.pool, thread_id, head.checkpoint_id, head.write_keys)
+            raise
+        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        yield TurnEnded(
+            reply=_last_reply(snapshot),
+            interrupts=interrupts_of(snapshot),
+            next_nodes=tuple(snapshot.next),
+            checkpoint_id=(snapshot.config or {}).get("configurable", {}).get("checkpoint_id"),
+        )

@@ -1,0 +1,60 @@
+"""How a turn behaves: the graph's construction-time configuration, with every default and range once."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from nodes.prompts import DEFAULT_INSTRUCTIONS
+
+__all__ = ["DEFAULT_USER_ID", "GraphConfig", "TurnSettings"]
+
+DEFAULT_USER_ID = "default"
+"""Whose memory a run uses when neither the caller nor the thread names a user."""
+
+
+class TurnSettings(BaseModel):
+    """The settings that shape a turn, read from the environment by graphs.settings.Settings (which
+    inherits these fields, so `CONVOMEM_<NAME>` sets each) and frozen into GraphConfig for build_graph.
+    This class is the one place their defaults and ranges are written."""
+
+    user_id: str = Field(default=DEFAULT_USER_ID, description="User when a run names none.")
+    instructions: str = Field(default=DEFAULT_INSTRUCTIONS, description="The assistant's instructions.")
+    prompt_tokens: int = Field(default=3000, ge=256, description="Budget for everything respond sends.")
+    working_set_tokens: int = Field(
+        default=1500, ge=64, description="Working-set size that triggers a fold (folds down to half)."
+    )
+    memory_tokens: int = Field(default=400, ge=0, description="Budget for remembered facts in the prompt.")
+    max_message_bytes: int = Field(default=32 * 1024, ge=1, description="Longest accepted user message.")
+    extract_every: int = Field(default=1, ge=1, le=100, description="Extract entities every N human turns.")
+    extract_on_new_content_only: bool = Field(
+        default=False, description="Skip extraction on turns with only acknowledgements or known names."
+    )
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0, description="Sampling temperature of replies.")
+    max_tokens: int = Field(default=1024, ge=1, le=65536, description="Longest reply, in tokens.")
+    model_retries: int = Field(
+        default=3, ge=1, le=10, description="Attempts on transient model errors (connection, 429, 5xx)."
+    )
+    step_history_turns: int = Field(
+        default=20,
+        ge=0,
+        description="Turns whose every step checkpoint is kept; older turns keep their last.",
+    )
+    compact_every: int = Field(default=10, ge=0, description="Compact a thread every N turns; 0: never.")
+
+    @field_validator("instructions", mode="before")
+    @classmethod
+    def _blank_is_default(cls, value: object) -> object:
+        """`CONVOMEM_INSTRUCTIONS=` (set but empty) means the default, as shells and .env files write it."""
+        return (
+            DEFAULT_INSTRUCTIONS if value is None or (isinstance(value, str) and not value.strip()) else value
+        )
+
+
+class GraphConfig(TurnSettings):
+    """Everything build_graph needs besides its collaborators; built once per process from Settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    semantic_memory: bool = Field(
+        default=False, description="Entities are embedded and matched by meaning (the store has an index)."
+    )

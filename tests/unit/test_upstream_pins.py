@@ -1,0 +1,263 @@
+"""Private upstream details convomem relies on, pinned without a database: each test fails when the
+installed langgraph / langgraph-checkpoint-postgres / langchain-core changes the detail it names.
+
+A failure here means: read the new upstream code, adapt the convomem code named in the test's docstring
+(or drop the reliance), then update the pinned copy. The database-backed pins are in
+tests/integration/test_upstream_pins.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from typing import Any, cast
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.postgres import aio
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+from langgraph.checkpoint.postgres.base import (
+    PRUNE_DELTA_THREADS_SQL,
+    BasePostgresSaver,
+    _build_delta_stage1_sql,
+    _keep_latest,
+)
+from langgraph.graph.message import _messages_delta_reducer
+from langgraph.store.base.batch import AsyncBatchedBaseStore
+from psycopg.types.json import Jsonb
+
+from checkpoint.delta import DELTA_CHANNELS_SQL
+from checkpoint.saver import SELECT_SQL, ConvomemSaver
+from checkpoint.unloadable import SUSPECTS_SQL
+
+
+def flat(sql: str) -> str:
+    """SQL with every run of whitespace made one space, for comparing texts laid out differently."""
+    return " ".join(sql.split())
+
+
+# --------------------------------------------------------------------------- the load query
+
+
+OUR_BLOB_LOOKUP = """\
+        from jsonb_each_text(checkpoint -> 'channel_versions') v
+        cross join lateral (
+            select b.channel, b.type, b.blob from checkpoint_blobs b
+            where b.thread_id = checkpoints.thread_id
+                and b.checkpoint_ns = checkpoints.checkpoint_ns
+                and b.channel = v.key
+                and b.version = v.value
+            limit 1
+        ) bl
+"""
+UPSTREAM_BLOB_JOIN = """\
+        from jsonb_each_text(checkpoint -> 'channel_versions')
+        inner join checkpoint_blobs bl
+            on bl.thread_id = checkpoints.thread_id
+            and bl.checkpoint_ns = checkpoints.checkpoint_ns
+            and bl.channel = jsonb_each_text.key
+            and bl.version = jsonb_each_text.value
+"""
+"""The part of upstream's SELECT_SQL that checkpoint/saver.py's copy changes (its documented change)."""
+
+
+def test_select_sql_is_upstreams_but_for_the_per_channel_blob_lookup() -> None:
+    """checkpoint/saver.py SELECT_SQL is a copy of upstream's with one documented change."""
+    assert ConvomemSaver.SELECT_SQL is SELECT_SQL
+    assert SELECT_SQL.count(OUR_BLOB_LOOKUP) == 1
+    assert SELECT_SQL.replace(OUR_BLOB_LOOKUP, UPSTREAM_BLOB_JOIN) == BasePostgresSaver.SELECT_SQL
+
+
+def test_get_and_list_read_the_class_select_sql() -> None:
+    """Overriding the SELECT_SQL class attribute changes what aget_tuple and alist run (and their WHERE
+    clauses are appended to it), and the loader reads the two aggregated columns by name."""
+    assert "self.SELECT_SQL + where," in inspect.getsource(AsyncPostgresSaver.aget_tuple)
+    assert 'self.SELECT_SQL + where + " ORDER BY checkpoint_id DESC"' in inspect.getsource(
+        AsyncPostgresSaver.alist
+    )
+    loader = inspect.getsource(AsyncPostgresSaver._load_checkpoint_tuple)
+    assert 'value["channel_values"]' in loader and 'value["pending_writes"]' in loader
+
+
+# --------------------------------------------------------------------------- the saver-wide lock
+
+
+def test_saver_lock_is_an_asyncio_lock_only_entered_by_cursor() -> None:
+    """ConvomemSaver.__init__ swaps `self.lock` for a ThreadOrderLock (async context manager only), and
+    bench/drivers.py puts an asyncio.Lock back: upstream must declare it an asyncio.Lock, make it in
+    __init__, and use it nowhere but as `async with self.lock` at the top of `_cursor()`."""
+    declared = AsyncPostgresSaver.__annotations__["lock"]
+    assert (eval(declared, vars(aio)) if isinstance(declared, str) else declared) is asyncio.Lock
+    uses = sorted(line.strip() for line in inspect.getsource(aio).splitlines() if "self.lock" in line)
+    assert uses == [
+        "async with self.lock, _ainternal.get_connection(self.conn) as conn:",
+        "self.lock = asyncio.Lock()",
+    ]
+    assert "async with self.lock," in inspect.getsource(AsyncPostgresSaver._cursor)
+    assert "self.lock" not in inspect.getsource(BasePostgresSaver)
+
+
+def test_saves_take_the_cursor_in_their_own_coroutine() -> None:
+    """checkpoint/ordering.py marks a save with a context variable that ThreadOrderLock reads when
+    `_cursor()` takes the lock: aput and aput_writes must open the cursor themselves, not in a thread or
+    another task (their serialization runs in a thread, but before the cursor)."""
+    for method in (AsyncPostgresSaver.aput, AsyncPostgresSaver.aput_writes):
+        source = inspect.getsource(method)
+        assert source.count("async with self._cursor(pipeline=True) as cur:") == 1
+        assert "create_task" not in source and "run_coroutine_threadsafe" not in source
+
+
+def test_cursor_takes_only_the_pipeline_keyword() -> None:
+    """checkpoint/maintenance.py and checkpoint/unloadable.py call the private `self._cursor()` with no
+    arguments, as an async context manager."""
+    signature = inspect.signature(AsyncPostgresSaver._cursor)
+    assert [(p.name, p.kind, p.default) for p in signature.parameters.values()] == [
+        ("self", inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.empty),
+        ("pipeline", inspect.Parameter.KEYWORD_ONLY, False),
+    ]
+    assert inspect.isasyncgenfunction(inspect.unwrap(AsyncPostgresSaver._cursor))
+
+
+# --------------------------------------------------------------------------- naming an unloadable row
+
+
+def test_suspects_are_read_with_upstreams_conditions_and_order() -> None:
+    """checkpoint/unloadable.py SUSPECTS_SQL re-reads what a failed get or list read: the conditions of
+    upstream's private `_search_where` and aget_tuple, newest first."""
+    config: RunnableConfig = {"configurable": {"thread_id": "t", "checkpoint_ns": "ns", "checkpoint_id": "c"}}
+    before: RunnableConfig = {"configurable": {"checkpoint_id": "b"}}
+    where, params = BasePostgresSaver()._search_where(config, {"k": "v"}, before)
+    assert [flat(part) for part in where.removeprefix("WHERE ").split(" AND ")] == [
+        "thread_id = %s",
+        "checkpoint_ns = %s",
+        "checkpoint_id = %s",
+        "metadata @> %s",
+        "checkpoint_id < %s",
+    ]
+    assert params[:3] == ["t", "ns", "c"] and params[4] == "b"
+    assert isinstance(params[3], Jsonb) and params[3].obj == {"k": "v"}
+    ours = flat(SUSPECTS_SQL)
+    for condition in (
+        "thread_id = %(thread)s",
+        "checkpoint_ns = %(ns)s",
+        "checkpoint_id = %(id)s",
+        "metadata @> %(filter)s::jsonb",
+        "checkpoint_id < %(before)s",
+    ):
+        assert condition in ours
+    assert "ORDER BY checkpoint_id DESC LIMIT" in ours
+    get = inspect.getsource(AsyncPostgresSaver.aget_tuple)
+    assert 'checkpoint_ns = config["configurable"].get("checkpoint_ns", "")' in get
+    assert '"WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id = %s"' in get
+    assert '"WHERE thread_id = %s AND checkpoint_ns = %s ORDER BY checkpoint_id DESC LIMIT 1"' in get
+
+
+# --------------------------------------------------------------------------- DeltaChannel storage and prune
+
+UPSTREAM_DELTA_THREADS_SQL = """
+SELECT thread_id FROM checkpoints
+WHERE thread_id = ANY(%s) AND (
+    metadata ? 'counters_since_delta_snapshot'
+    OR metadata ? 'delta_writes_versioned'
+)
+UNION
+SELECT c.thread_id
+FROM checkpoints c
+CROSS JOIN LATERAL jsonb_each(c.checkpoint -> 'channel_values') AS v
+CROSS JOIN LATERAL (
+    SELECT 1 FROM checkpoint_blobs b
+    WHERE b.thread_id = c.thread_id
+    AND b.checkpoint_ns = c.checkpoint_ns
+    AND b.channel = v.key
+    AND b.version = c.checkpoint -> 'channel_versions' ->> v.key
+    LIMIT 1
+) AS snapshot
+WHERE c.thread_id = ANY(%s) AND v.value = 'true'::jsonb
+"""
+"""What checkpoint/delta.py DELTA_CHANNELS_SQL mirrors (per channel instead of per thread). Threads
+marked `delta_writes_versioned` (LangGraph.js) are left to upstream's prune, which refuses them."""
+
+
+def test_delta_threads_are_told_apart_as_upstreams_prune_does() -> None:
+    """checkpoint/delta.py finds a thread's DeltaChannels with the tests of upstream's private
+    PRUNE_DELTA_THREADS_SQL: the metadata counters, or an inline `true` with a blob at its version."""
+    assert flat(PRUNE_DELTA_THREADS_SQL) == flat(UPSTREAM_DELTA_THREADS_SQL)
+    ours = flat(DELTA_CHANNELS_SQL)
+    assert "c.metadata -> 'counters_since_delta_snapshot'" in ours
+    assert "v.value = 'true'::jsonb" in ours
+    assert "b.version = c.checkpoint -> 'channel_versions' ->> v.key" in ours
+
+
+UPSTREAM_STAGE1_SQL = (
+    "SELECT checkpoint_id, parent_checkpoint_id, "
+    "checkpoint -> 'channel_versions' ->> %s AS ver_0, "
+    "EXISTS (SELECT 1 FROM checkpoint_blobs b0 "
+    "WHERE b0.thread_id = checkpoints.thread_id "
+    "AND b0.checkpoint_ns = checkpoints.checkpoint_ns "
+    "AND b0.channel = %s "
+    "AND b0.version = checkpoint -> 'channel_versions' ->> %s "
+    "AND b0.type <> 'empty') AS hb_0, "
+    "checkpoint -> 'channel_values' -> %s AS inline_0 "
+    "FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s"
+)
+
+
+def test_a_stored_value_ends_the_delta_walk_as_upstreams_does() -> None:
+    """checkpoint/delta.py `_stored` (which ends DELTA_CHAIN_SQL's walk) is the seed test of upstream's
+    private `_build_delta_stage1_sql`: a non-null inline value, or a non-'empty' blob at the version."""
+    assert _build_delta_stage1_sql(["messages"], paged=False) == UPSTREAM_STAGE1_SQL
+
+
+def test_keep_latest_reads_one_repeatable_read_snapshot() -> None:
+    """Upstream's keep_latest (private `_keep_latest`) opens with SET TRANSACTION ISOLATION LEVEL
+    REPEATABLE READ: checkpoint/retention.py sets that same level first (a savepoint may only repeat
+    it), and checkpoint/maintenance.py `_keep_delta_chains` prunes on the same kind of snapshot."""
+    statements = _keep_latest("t")
+    assert next(statements) == ("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", (), False)
+    statements.close()
+
+
+def test_blob_upsert_keeps_the_first_value() -> None:
+    """checkpoint/serde.py SealInlineValues re-lists sealed channels in `new_versions`, relying on the
+    blob insert ignoring a (thread, namespace, channel, version) already stored."""
+    assert "ON CONFLICT (thread_id, checkpoint_ns, channel, version) DO NOTHING" in flat(
+        AsyncPostgresSaver.UPSERT_CHECKPOINT_BLOBS_SQL
+    )
+
+
+# --------------------------------------------------------------------------- the store's batch task
+
+
+def test_store_keeps_its_batch_task_in_task() -> None:
+    """checkpoint/persistence.py `_stop_batch_task` cancels `store._task` (the integration pin checks
+    that this ends it); upstream must keep the task there and make it only in `_ensure_task`."""
+    assert "_task" in AsyncBatchedBaseStore.__slots__
+    assert "self._task = self._loop.create_task(" in inspect.getsource(AsyncBatchedBaseStore._ensure_task)
+
+
+# --------------------------------------------------------------------------- bench/
+
+
+def test_messages_delta_reducer_is_the_batch_reducer_a_delta_channel_takes() -> None:
+    """bench/baselines.py declares its DeltaChannel baseline with the private `_messages_delta_reducer`
+    (langgraph.graph.message): a batching-invariant reducer of message lists."""
+    reducer = cast(Any, _messages_delta_reducer)
+    first: list[AnyMessage] = [HumanMessage("a", id="1"), AIMessage("b", id="2")]
+    later: list[AnyMessage] = [AIMessage("b2", id="2"), RemoveMessage(id="1")]
+    once = reducer([], [first, later])
+    assert [(m.id, m.content) for m in once] == [("2", "b2")]
+    assert reducer(reducer([], [first]), [later]) == once
+    DeltaChannel(_messages_delta_reducer)
+
+
+def test_chat_model_hooks_the_bench_model_overrides() -> None:
+    """bench/fake_model.py implements langchain-core's underscore hooks (the documented way to write a
+    chat model): `_generate` and `_llm_type` are abstract, `_agenerate` and `_astream` are overridable."""
+    assert BaseChatModel.__abstractmethods__ == frozenset({"_generate", "_llm_type"})
+    for hook in (BaseChatModel._generate, BaseChatModel._agenerate, BaseChatModel._astream):
+        parameters = list(inspect.signature(hook).parameters)
+        assert parameters[:4] == ["self", "messages", "stop", "run_manager"] and parameters[-1] == "kwargs"
+    assert re.search(r"def _llm_type\(self\) -> str", inspect.getsource(BaseChatModel))
