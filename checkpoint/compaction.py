@@ -6,19 +6,18 @@ from dataclasses import dataclass
 from typing import Literal
 
 from langgraph.checkpoint.serde.types import INTERRUPT
-from psycopg import AsyncConnection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from checkpoint.connections import Conn, Cursor, Pool
+from checkpoint.deletion import deleting_sql, forget_deleted
+from checkpoint.delta import delta_channels
 from checkpoint.ids import validate_id
 from checkpoint.locks import RUN_ID_KEY, try_thread_lock_in_transaction
-from checkpoint.saver import Cursor, deleting_sql, delta_channels, forget_deleted
 from nodes.errors import InvalidInput
 
 __all__ = ["DEFAULT_KEEP_RECENT_RUNS", "CompactionReport", "compact_thread"]
 
-Conn = AsyncConnection[DictRow]
-Pool = AsyncConnectionPool[Conn]
 DEFAULT_KEEP_RECENT_RUNS = 20
 
 # Checkpoints a compaction deletes: those of runs older than the `keep` most recent (ranked thread-wide
