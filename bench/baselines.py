@@ -33,6 +33,8 @@ class DeltaMessagesState(TypedDict):
     """MessagesState with the messages channel stored as deltas (the declaration in DeltaChannel's docs;
     the batch reducer is upstream's, exported under a private name while the channel is beta)."""
 
+    # Upstream detail: `_messages_delta_reducer` is private in langgraph.graph.message; pinned by
+    # tests/unit/test_upstream_pins.py::test_messages_delta_reducer_is_a_delta_batch_reducer.
     messages: Annotated[list[AnyMessage], DeltaChannel(_messages_delta_reducer)]
 
 

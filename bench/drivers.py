@@ -109,5 +109,7 @@ async def open_driver(
         settings = Settings(database_url=url, data_dir=data_dir, durability="async")
     async with open_convomem(settings, model=model, max_concurrent_runs=max(concurrency, 1)) as cm:
         if variant == "convomem-locked":  # upstream's behaviour, which ConvomemSaver drops on a pool
+            # Upstream detail: AsyncPostgresSaver's saver-wide `lock`; pinned by
+            # tests/unit/test_upstream_pins.py::test_saver_lock_is_an_asyncio_lock_only_entered_by_cursor.
             cm.persistence.checkpointer.lock = asyncio.Lock()
         yield ConvomemDriver(cm, model)

@@ -38,6 +38,10 @@ class FakeChatModel(BaseChatModel):
     SUMMARY_SYSTEM is a summary, a bound tool is an extraction, anything else is a reply. Every reply
     request's input tokens (langchain-core's approximate count) are recorded in `prompt_tokens`, in call
     order, for convomem and the baselines alike.
+
+    Upstream detail: langchain-core's underscore hooks (`_llm_type`, `_generate`, `_agenerate`,
+    `_astream`), the documented way to write a chat model; pinned by
+    tests/unit/test_upstream_pins.py::test_chat_model_hooks_the_bench_model_overrides.
     """
 
     prompt_tokens: list[int] = Field(default_factory=list)

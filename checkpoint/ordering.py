@@ -33,6 +33,11 @@ class ThreadOrderLock:
     in the order they took the lock. Saves marked with `saving_thread` keep exactly that order per
     thread (FIFO, taken at the point upstream takes its lock), so a thread sees the same save ordering
     as under upstream; reads and other threads run at once. Locks of idle threads are dropped.
+
+    Upstream detail: `self.lock` is entered only as `async with` in the private `_cursor()`, in the saving
+    task; pinned by
+    tests/unit/test_upstream_pins.py::test_saver_lock_is_an_asyncio_lock_only_entered_by_cursor and
+    tests/integration/test_upstream_pins.py::test_saves_enter_the_saver_lock_in_the_saving_task.
     """
 
     def __init__(self) -> None:

@@ -120,6 +120,9 @@ async def open_persistence(
 async def _stop_batch_task(store: AsyncPostgresStore) -> None:
     """End the store's background batching task with the pool, instead of leaving it to the garbage
     collector (which logs "Task was destroyed but it is pending" when the loop closes first)."""
+    # Upstream detail: AsyncBatchedBaseStore keeps that task in the private `_task` (made in
+    # `_ensure_task`); pinned by tests/unit/test_upstream_pins.py::test_store_keeps_its_batch_task_in_task
+    # and tests/integration/test_upstream_pins.py::test_stopping_the_store_task_ends_it.
     task = getattr(store, "_task", None)
     if isinstance(task, asyncio.Task) and not task.done():
         task.cancel()

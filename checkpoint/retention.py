@@ -213,6 +213,10 @@ async def _prune_thread(
     try:
         async with pool.connection() as conn, conn.transaction() as tx:
             # Upstream's prune opens its own REPEATABLE READ (as a savepoint here): the same level is allowed.
+            # Upstream details: that level (the private `_keep_latest`), and `bound_to` running the prune on
+            # this connection through the private `_cursor()`; pinned by
+            # tests/unit/test_upstream_pins.py::test_keep_latest_reads_one_repeatable_read_snapshot and
+            # tests/integration/test_upstream_pins.py::test_cursor_gives_dict_rows_on_the_bound_connection.
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             if not await try_thread_lock_in_transaction(conn, thread_id):
                 return ThreadSkipped(thread_id, "running")

@@ -274,6 +274,11 @@ class SealInlineValues(BaseCheckpointSaver[str]):
     upstream writes blobs only for those, and a channel unchanged since a checkpoint written before
     the key was set has no blob yet (the blob upsert is ON CONFLICT DO NOTHING, so re-listing costs
     one ignored row). Mix in before AsyncPostgresSaver.
+
+    Upstream details (what aput inlines, which channels get a blob, the blob insert's ON CONFLICT DO
+    NOTHING); pinned by
+    tests/integration/test_upstream_pins.py::test_aput_inlines_plain_values_and_marks_delta_snapshots and
+    tests/unit/test_upstream_pins.py::test_blob_upsert_keeps_the_first_value.
     """
 
     async def aput(

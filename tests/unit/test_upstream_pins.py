@@ -241,7 +241,7 @@ def test_store_keeps_its_batch_task_in_task() -> None:
 # --------------------------------------------------------------------------- bench/
 
 
-def test_messages_delta_reducer_is_the_batch_reducer_a_delta_channel_takes() -> None:
+def test_messages_delta_reducer_is_a_delta_batch_reducer() -> None:
     """bench/baselines.py declares its DeltaChannel baseline with the private `_messages_delta_reducer`
     (langgraph.graph.message): a batching-invariant reducer of message lists."""
     reducer = cast(Any, _messages_delta_reducer)
