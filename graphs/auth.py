@@ -10,6 +10,10 @@ is confined to the caller's ("convomem", "users", <identity>, ...) namespaces.
 Without tokens the server is a single-user tool: any loopback client is the local user
 (`CONVOMEM_USER_ID`, "default") and nothing is filtered, so `langgraph dev` keeps working with no
 configuration; a client from any other address is refused, since nothing would tell users apart.
+
+With or without tokens, every run request passes the turn's input rules here, before the server creates
+the run or writes anything (graphs.run_requests): a refused input answers a 4xx with the same one-line
+message the CLI prints.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
+from graphs.run_requests import check_run_request
 from graphs.settings import Settings
-from nodes.namespaces import entity_namespace
+from nodes.namespaces import user_namespace
 
 __all__ = ["OWNER_KEY", "auth", "identify", "make_auth", "scoped_namespace"]
 
@@ -66,7 +71,7 @@ def scoped_namespace(namespace: tuple[str, ...] | list[str] | None, identity: st
     (), ("convomem",) and ("convomem", "users") mean "all of mine"; any other foreign namespace is
     prefixed with the caller's root, so it can only ever name the caller's data.
     """
-    own = entity_namespace(identity)[:-1]  # ("convomem", "users", identity)
+    own = user_namespace(identity)
     requested = tuple(namespace or ())
     if requested[: len(own)] == own:
         return requested
@@ -117,6 +122,14 @@ def make_auth(tokens: Mapping[str, str], *, local_user: str) -> Auth:
 
     if tokens:
         _confine_to_owner(auth)
+    else:
+
+        @auth.on.threads.create_run
+        async def create_run(ctx: Auth.types.AuthContext, value: Any) -> bool:
+            """The turn's input rules; the single local user may run any thread."""
+            await check_run_request(value)
+            return True
+
     return auth
 
 
@@ -142,6 +155,7 @@ def _confine_to_owner(auth: Auth) -> None:
         resume's `update`) get the same `user_id`, because extract_entities prefers the state's
         user_id when it resumes a review; `goto` could hand a node any state at all, so it is refused.
         """
+        await check_run_request(value)
         identity = ctx.user.identity
         value.setdefault("metadata", {})[OWNER_KEY] = identity
         kwargs = value.setdefault("kwargs", {})

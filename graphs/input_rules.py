@@ -158,8 +158,10 @@ def check_state_update(value: object, max_bytes: int) -> None:
     _check_messages(value, max_bytes)
 
 
-def check_context(value: object) -> Context:
-    """The run's context (`user_id`, `review_memory`), validated; unknown fields are refused."""
+def check_context(value: object, *, strict: bool = True) -> Context:
+    """The run's context (`user_id`, `review_memory`), validated; unknown fields are refused when
+    `strict`. LangGraph Server copies a run's `configurable` (thread id, headers) into its context when
+    the request sent none, so those runs are checked with `strict=False`: unknown fields are ignored."""
     if value is None:
         return Context()
     if isinstance(value, Context):
@@ -169,7 +171,7 @@ def check_context(value: object) -> Context:
     else:
         raise InvalidInput(f"The run's context must be an object with {', '.join(CONTEXT_FIELDS)}.")
     unknown = sorted(str(key) for key in fields if key not in CONTEXT_FIELDS)
-    if unknown:
+    if unknown and strict:
         raise InvalidInput(
             f"Unknown context fields {', '.join(unknown)[:80]}: a run's context has only "
             f"{', '.join(CONTEXT_FIELDS)} (everything else is configured when the graph is built)."

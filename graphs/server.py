@@ -1,4 +1,4 @@
-"""Checkpointer and store factories named in langgraph.json: LangGraph Server keeps threads in our Postgres.
+"""What langgraph.json names besides the graph: our Postgres checkpointer and store, and the HTTP app.
 
 langgraph-api enters each factory once at start-up and exits it at shutdown. It loads this file once per
 entry, so each factory opens its own small pool rather than sharing module state.
@@ -11,11 +11,14 @@ from contextlib import asynccontextmanager
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from starlette.applications import Starlette
 
 from graphs.database import open_database
+from graphs.http_errors import convomem_error_response
 from graphs.settings import Settings
+from nodes.errors import ConvomemError
 
-__all__ = ["checkpointer", "store"]
+__all__ = ["app", "checkpointer", "store"]
 
 
 @asynccontextmanager
@@ -30,3 +33,8 @@ async def store() -> AsyncIterator[AsyncPostgresStore]:
     """The Postgres store for long-term memory (`runtime.store` in the nodes)."""
     async with open_database(Settings()) as persistence:
         yield persistence.store
+
+
+app = Starlette(exception_handlers={ConvomemError: convomem_error_response})
+"""The custom HTTP app (langgraph.json `http.app`): its exception handler answers a ConvomemError the
+graph raises during a request (a state edit that breaks the input rules) with its 4xx and message."""

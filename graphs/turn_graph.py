@@ -102,7 +102,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         """
         rules = self._rules()
         checked = check_turn_input(graph_input, rules.config.max_message_bytes)
-        asked = check_context(context)
+        asked = check_context(context, strict=False)
         configurable = (config or {}).get("configurable") or {}
         if configurable.get("thread_id") is None:
             return PlannedRun(checked, self._resolved(asked, checked, None), None, None)

@@ -1,0 +1,62 @@
+"""LangGraph Server run requests checked against the turn's rules before the server creates the run.
+
+The same checks TurnGraph makes when the run starts (graphs.turn_graph.TurnGraph.check_run), made earlier
+so that a refused input is a 4xx with the CLI's message and the server writes nothing, not even a run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langgraph.types import Command
+
+from checkpoint.saver import ConvomemSaver
+from checkpoint.serde import make_serializer
+from graphs.http_errors import as_auth_refusal
+from graphs.input_rules import check_command, check_context
+from graphs.turn_graph import TurnGraph
+from nodes.errors import ConvomemError
+
+__all__ = ["check_run_request"]
+
+_checkers: list[TurnGraph] = []
+_building = asyncio.Lock()
+
+
+async def _checker() -> TurnGraph:
+    """The server's graph with a checkpointer of its own pool, to read thread state for the checks."""
+    async with _building:
+        if not _checkers:
+            from graphs.conversation import server_graph
+            from graphs.settings import Settings
+
+            graph = await server_graph()
+            assert graph.rules is not None and graph.rules.pool is not None
+            serde = make_serializer(encryption_key=Settings().encryption_key)
+            _checkers.append(
+                graph.copy(update={"checkpointer": ConvomemSaver(graph.rules.pool, serde=serde)})
+            )
+    return _checkers[0]
+
+
+async def check_run_request(value: dict[str, Any]) -> None:
+    """Refuse a run (Auth.exceptions.HTTPException, 4xx) whose input, context, thread or checkpoint the
+    turn's rules refuse. `value` is langgraph-api's RunsCreate: thread_id and the run's kwargs."""
+    kwargs = value.get("kwargs") or {}
+    configurable = dict((kwargs.get("config") or {}).get("configurable") or {})
+    try:
+        # A request's own context is strict; one the server copied from `configurable` is not.
+        check_context(kwargs.get("context"), strict=bool(configurable.get("__context_provided__")))
+        command = kwargs.get("command")
+        graph_input = Command(resume=check_command(command).resume) if command else kwargs.get("input")
+        thread_id = value.get("thread_id")
+        config: dict[str, Any] = {"configurable": {}}
+        if thread_id is not None:
+            config["configurable"]["thread_id"] = str(thread_id)
+            if configurable.get("checkpoint_id"):
+                config["configurable"]["checkpoint_id"] = configurable["checkpoint_id"]
+        graph = await _checker()
+        await graph.check_run(graph_input, config, kwargs.get("context"))  # type: ignore[arg-type]
+    except ConvomemError as error:
+        raise as_auth_refusal(error) from None
