@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo chat server test test-local lint pgbouncer bench bench-quick clean
+.PHONY: demo chat server test test-local lint pgbouncer postgres bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,13 @@ pgbouncer:
 	  { echo "installing pgbouncer for the PgBouncer test..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }
 
-test: lint pgbouncer
+# Debian's standalone Postgres for the parity tests (they run every scenario on it and on the embedded one).
+postgres:
+	@test -x /usr/lib/postgresql/15/bin/initdb || \
+	  { echo "installing Debian's Postgres for the parity tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
+
+test: lint pgbouncer postgres
 	$(BIN)/python -m pytest
 
 test-local: $(VENV)/.dev-installed $(VENV)/.local-installed
