@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
 import pytest
-from langgraph.store.base import GetOp, Op, PutOp, Result, SearchOp
+from langgraph.store.base import GetOp, PutOp, SearchOp
 from langgraph.store.memory import InMemoryStore
 
 from nodes.entity_index import (
@@ -18,25 +15,7 @@ from nodes.entity_index import (
     unindex_entity,
 )
 from nodes.namespaces import entity_index_namespace
-
-
-class CountingStore(InMemoryStore):
-    """InMemoryStore that records every operation and round trip (all async methods go through abatch)."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.batches: list[list[Op]] = []
-
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        listed = list(ops)
-        self.batches.append(listed)
-        return await super().abatch(listed)
-
-    def reset(self) -> None:
-        self.batches = []
-
-    def ops(self, kind: type[Any]) -> list[Any]:
-        return [op for batch in self.batches for op in batch if isinstance(op, kind)]
+from tests.support.fakes import CountingStore
 
 
 @pytest.mark.parametrize(

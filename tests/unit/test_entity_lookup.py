@@ -12,6 +12,7 @@ from nodes.entity_lookup import find_entity, forget_entity
 from nodes.extract_entities import store_entities
 from nodes.namespaces import entity_index_namespace
 
+T0 = "2026-01-01T00:00:00+00:00"
 ADA = {"type": "PERSON", "value": "Ada Lovelace", "context": "the first programmer"}
 
 
@@ -38,7 +39,8 @@ class IndexOutage(InMemoryStore):
 
 
 async def remember(store: InMemoryStore, *entities: dict[str, Any], message: str = "m1") -> None:
-    await store_entities(store, "u1", list(entities), message_ids=[message] * len(entities), thread_id="t")
+    ids = [message] * len(entities)
+    await store_entities(store, "u1", list(entities), message_ids=ids, thread_id="t", now=T0)
 
 
 async def test_a_record_is_findable_after_a_crash_between_its_index_and_its_write() -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatResult
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
@@ -25,16 +25,10 @@ from nodes.profile import load_profile
 from nodes.state import Context, State
 from nodes.tokens import text_of
 from tests.fake_openai import extract_entities, extract_profile
-from tests.unit.test_nodes import RecordingChatModel
+from tests.support.fakes import RecordingChatModel, ticking_clock, tool_call
 
 CONFIG: RunnableConfig = {"configurable": {"thread_id": "t"}}
 Graph = CompiledStateGraph[Any, Any, Any, Any]
-
-
-def tool_call(args: Any) -> AIMessage:
-    return AIMessage(
-        content="", tool_calls=[{"name": "Extraction", "args": args, "id": "c1", "type": "tool_call"}]
-    )
 
 
 def not_json(raw: str = '{"entities": [{"type": "ORG", "value": "Ac') -> AIMessage:
@@ -52,31 +46,26 @@ def not_json(raw: str = '{"entities": [{"type": "ORG", "value": "Ac') -> AIMessa
 class ExtractionModel(RecordingChatModel):
     """Scripted replies first, then the fake server's rules on the request text; records every prompt."""
 
-    messages: Iterator[AIMessage | str] = Field(default_factory=lambda: iter(()))
     script: list[AIMessage] = Field(default_factory=list)
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
+    def next_reply(self, messages: list[BaseMessage]) -> AIMessage:
+        if self.script:
+            return self.script.pop(0)
         text = text_of(messages[-1])
-        reply = self.script.pop(0) if self.script else None
-        if reply is None:
-            args: dict[str, Any] = {"entities": extract_entities(text)}
-            if profile := extract_profile(text):
-                args["profile"] = profile
-            reply = tool_call(args)
-        self.messages = iter([reply])
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
+        args: dict[str, Any] = {"entities": extract_entities(text)}
+        if profile := extract_profile(text):
+            args["profile"] = profile
+        return tool_call(args)
 
 
-def compile_node(model: ExtractionModel, store: InMemoryStore | None = None) -> tuple[Graph, InMemoryStore]:
+def compile_node(
+    model: ExtractionModel, store: InMemoryStore | None = None, **cadence: Any
+) -> tuple[Graph, InMemoryStore]:
+    """extract_entities alone; `cadence` is its extract_every / new_content_only."""
     store = store or InMemoryStore()
     builder = StateGraph(State, context_schema=Context)
-    builder.add_node("extract_entities", make_extract_entities(model, max_attempts=1))
+    node = make_extract_entities(model, clock=ticking_clock(), max_attempts=1, **cadence)
+    builder.add_node("extract_entities", node)
     builder.add_edge(START, "extract_entities")
     builder.add_edge("extract_entities", END)
     return builder.compile(checkpointer=InMemorySaver(), store=store), store
@@ -103,15 +92,14 @@ async def markers(store: InMemoryStore) -> dict[str, dict[str, Any]]:
 
 async def test_extract_every_n_waits_for_n_messages_then_covers_them_in_one_call() -> None:
     model = ExtractionModel()
-    graph, store = compile_node(model)
-    every3 = Context(user_id="u1", extract_every=3)
-    first = await say(graph, "I met Bob in Paris.", context=every3, ids=["h1"])
-    second = await say(graph, "Then we flew to Rome.", context=every3, ids=["h2"])
+    graph, store = compile_node(model, extract_every=3)
+    first = await say(graph, "I met Bob in Paris.", ids=["h1"])
+    second = await say(graph, "Then we flew to Rome.", ids=["h2"])
     assert model.prompts == []
     assert "extraction" not in first and "extraction" not in second
     assert await markers(store) == {}
 
-    third = await say(graph, "Bob works at Acme now.", context=every3, ids=["h3"])
+    third = await say(graph, "Bob works at Acme now.", ids=["h3"])
     [prompt] = model.prompts
     request = text_of(prompt[-1])
     assert all(text in request for text in ["Bob in Paris", "flew to Rome", "works at Acme"])
@@ -121,7 +109,7 @@ async def test_extract_every_n_waits_for_n_messages_then_covers_them_in_one_call
     # Each entity is credited to the newest message that names it.
     assert stored == {"Bob": ["h3"], "Paris": ["h1"], "Rome": ["h2"], "Acme": ["h3"]}
 
-    await say(graph, "Nothing yet.", context=every3, ids=["h4"])
+    await say(graph, "Nothing yet.", ids=["h4"])
     assert len(model.prompts) == 1  # the count starts again from the messages still waiting
 
 
@@ -162,7 +150,12 @@ def test_content_words_ignore_filler_and_acknowledgements(text: str, words: set[
 async def test_has_new_content_knows_remembered_names() -> None:
     store = InMemoryStore()
     await store_entities(
-        store, "u1", [{"type": "PERSON", "value": "Ada Lovelace"}], message_ids=["m0"], thread_id="t"
+        store,
+        "u1",
+        [{"type": "PERSON", "value": "Ada Lovelace"}],
+        message_ids=["m0"],
+        thread_id="t",
+        now=datetime.now(UTC).isoformat(),
     )
     assert not await has_new_content(store, "u1", [HumanMessage("ok, Ada Lovelace!")])
     assert not await has_new_content(store, "u1", [HumanMessage("ok thanks")])
@@ -171,18 +164,17 @@ async def test_has_new_content_knows_remembered_names() -> None:
 
 async def test_new_content_only_skips_filler_and_known_names_without_a_model_call() -> None:
     model = ExtractionModel()
-    graph, store = compile_node(model)
-    only_new = Context(user_id="u1", extract_on_new_content_only=True)
-    await say(graph, "I work at Acme.", context=only_new, ids=["h1"])
+    graph, store = compile_node(model, new_content_only=True)
+    await say(graph, "I work at Acme.", ids=["h1"])
     assert len(model.prompts) == 1
     for n, text in enumerate(["ok thanks", "Acme!", "yes, Acme, great"], start=2):
-        result = await say(graph, text, context=only_new, ids=[f"h{n}"])
+        result = await say(graph, text, ids=[f"h{n}"])
         assert result["extraction"]["skipped"] == "no new content"
     assert len(model.prompts) == 1
     assert set(await markers(store)) == {"h1", "h2", "h3", "h4"}
     assert (await entities(store))["ORG:acme"].mentions == 1
 
-    await say(graph, "I moved to Lisbon.", context=only_new, ids=["h5"])
+    await say(graph, "I moved to Lisbon.", ids=["h5"])
     assert len(model.prompts) == 2
     assert "LOC:lisbon" in await entities(store)
 

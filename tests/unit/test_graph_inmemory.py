@@ -2,112 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
-import httpx
 import openai
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command, StateSnapshot
-from pydantic import Field
 
-from graphs.conversation import NODES, build_graph
+from graphs.conversation import NODES
 from nodes.memory import EntityRecord
 from nodes.namespaces import entity_namespace, extracted_namespace
-from nodes.prompts import EXTRACTION_SYSTEM, MEMORY_HEADER, REPAIR_REQUEST, SUMMARY_HEADER, SUMMARY_SYSTEM
+from nodes.prompts import MEMORY_HEADER, REPAIR_REQUEST, SUMMARY_HEADER
 from nodes.reduction import messages_to_fold
 from nodes.state import Context
 from nodes.tokens import count_tokens, text_of
+from tests.support.fakes import ACME, BOB, ScriptedModel, connection_error, extraction
+from tests.support.graphs import CONFIG, LONG, history_messages, unit_graph
 
-LONG = "word " * 80  # ~100 tokens
-CONFIG: RunnableConfig = {"configurable": {"thread_id": "t"}}
 USER = Context(user_id="u1")
 REVIEW = Context(user_id="u1", review_memory=True)
 REPAIR_PREFIX = REPAIR_REQUEST.split("{error}")[0]
 
 Graph = CompiledStateGraph[Any, Any, Any, Any]
-
-
-def purpose_of(messages: Sequence[BaseMessage]) -> str:
-    """Which node is calling, recognised by the prompt constants (no prose matching)."""
-    first = messages[0] if messages else None
-    if isinstance(first, SystemMessage) and text_of(first).startswith(EXTRACTION_SYSTEM):
-        return "extract"
-    if isinstance(first, SystemMessage) and first.content == SUMMARY_SYSTEM:
-        return "summarize"
-    return "respond"
-
-
-def extraction(*entities: dict[str, Any], args: Any = None) -> AIMessage:
-    arguments = {"entities": list(entities)} if args is None else args
-    return AIMessage(
-        content="", tool_calls=[{"name": "Extraction", "args": arguments, "id": "c1", "type": "tool_call"}]
-    )
-
-
-DEFAULT_REPLIES: dict[str, Any] = {
-    "respond": "Noted.",
-    "summarize": "SUMMARY-1",
-    "extract": extraction(),
-}
-
-
-class ScriptedModel(GenericFakeChatModel):
-    """GenericFakeChatModel with one script per calling node; records every prompt; raises scripted errors.
-
-    Extraction and summarize run in parallel on one model, so replies are picked by purpose, not by order.
-    """
-
-    messages: Iterator[AIMessage | str] = Field(default_factory=lambda: iter(()))
-    scripts: dict[str, list[Any]] = Field(default_factory=dict)
-    calls: list[tuple[str, list[BaseMessage]]] = Field(default_factory=list)
-
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
-        return self
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        purpose = purpose_of(messages)
-        self.calls.append((purpose, list(messages)))
-        script = self.scripts.get(purpose) or []
-        reply = script.pop(0) if script else DEFAULT_REPLIES[purpose]
-        if isinstance(reply, BaseException):
-            raise reply
-        self.messages = iter([reply.model_copy(deep=True) if isinstance(reply, AIMessage) else reply])
-        return super()._generate(messages, stop=stop, **kwargs)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        # On the event loop, not in an executor: parallel nodes never interleave inside _generate.
-        return self._generate(messages, stop=stop, **kwargs)
-
-    def prompts(self, purpose: str) -> list[list[BaseMessage]]:
-        return [messages for kind, messages in self.calls if kind == purpose]
-
-    def count(self, purpose: str | None = None) -> int:
-        return len(self.calls) if purpose is None else len(self.prompts(purpose))
-
-
-def compile_graph(model: ScriptedModel, **options: Any) -> tuple[Graph, InMemoryStore]:
-    store = InMemoryStore()
-    return build_graph(model, **options).compile(checkpointer=InMemorySaver(), store=store), store
 
 
 async def run_turn(
@@ -131,13 +50,6 @@ async def entities(store: InMemoryStore, user_id: str = "u1") -> dict[str, Entit
     return {item.key: EntityRecord.model_validate(item.value) for item in items}
 
 
-def history_messages(turns: int) -> list[AnyMessage]:
-    messages: list[AnyMessage] = []
-    for n in range(turns):
-        messages += [HumanMessage(f"q{n} {LONG}", id=f"old-h{n}"), AIMessage(f"a{n} {LONG}", id=f"old-a{n}")]
-    return messages
-
-
 async def checkpoint_before(graph: Graph, next_nodes: tuple[str, ...]) -> StateSnapshot:
     """The newest checkpoint of the test thread whose next step runs `next_nodes`."""
     async for snapshot in graph.aget_state_history(CONFIG):
@@ -146,16 +58,12 @@ async def checkpoint_before(graph: Graph, next_nodes: tuple[str, ...]) -> StateS
     raise AssertionError(f"no checkpoint before {next_nodes}")
 
 
-ACME = {"type": "ORG", "value": "Acme Corp.", "context": "works at Acme Corp.", "confidence": 0.9}
-BOB = {"type": "PERSON", "value": "Bob", "context": "colleague", "confidence": 0.8}
-
-
 # --- the whole turn --------------------------------------------------------------------------------
 
 
 async def test_a_turn_runs_every_node_once_and_answers() -> None:
     model = ScriptedModel(scripts={"respond": ["Hello!"]})
-    graph, _ = compile_graph(model)
+    graph, _ = unit_graph(model)
     seen: list[str] = []
     async for update in graph.astream(
         {"messages": [HumanMessage("hi", id="h1")]}, CONFIG, context=USER, stream_mode="updates"
@@ -177,23 +85,21 @@ async def test_a_turn_runs_every_node_once_and_answers() -> None:
 
 async def test_respond_prompt_has_instructions_memory_and_summary_within_budget() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(ACME, BOB)]})
-    graph, _ = compile_graph(model)
+    graph, _ = unit_graph(model, instructions="INSTRUCTIONS-X", prompt_tokens=900)
     await run_turn(
         graph,
         HumanMessage("I joined Acme Corp. with Bob", id="h1"),
         config={"configurable": {"thread_id": "t0"}},
     )
-    context = Context(user_id="u1", instructions="INSTRUCTIONS-X", prompt_tokens=900)
     result = await run_turn(
         graph,
         HumanMessage("How is Bob?", id="h3"),
-        context=context,
         config={"configurable": {"thread_id": "t2"}},
         summary="SUMMARY-SO-FAR",
     )
     assert result["memory_keys"][0] == "Bob"
     assert set(result["memory_keys"]) == {"Bob", "Acme Corp."}
-    system, *window = model.prompts("respond")[-1]
+    system, *window = model.prompts_of("respond")[-1]
     assert isinstance(system, SystemMessage)
     assert text_of(system).startswith("INSTRUCTIONS-X")
     assert result["memory_context"].startswith(MEMORY_HEADER)
@@ -205,10 +111,9 @@ async def test_respond_prompt_has_instructions_memory_and_summary_within_budget(
 
 async def test_respond_prompt_drops_old_turns_to_stay_under_prompt_tokens() -> None:
     model = ScriptedModel()
-    graph, _ = compile_graph(model)
-    context = Context(user_id="u1", prompt_tokens=700, working_set_tokens=100_000)
-    await run_turn(graph, *history_messages(10), HumanMessage("newest", id="newest"), context=context)
-    [prompt] = model.prompts("respond")
+    graph, _ = unit_graph(model, prompt_tokens=700, working_set_tokens=100_000)
+    await run_turn(graph, *history_messages(10), HumanMessage("newest", id="newest"))
+    [prompt] = model.prompts_of("respond")
     assert count_tokens(prompt) <= 700
     assert prompt[-1].id == "newest"
     assert isinstance(prompt[1], HumanMessage)
@@ -219,16 +124,14 @@ async def test_load_memory_budget_limits_what_respond_sees() -> None:
     model = ScriptedModel(
         scripts={"extract": [extraction(*({"type": "ORG", "value": f"Company{n:02d}"} for n in range(30)))]}
     )
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model, memory_tokens=30)
     await run_turn(graph, HumanMessage("lots of orgs", id="h1"))
     assert len(await entities(store)) == 30
-    result = await run_turn(
-        graph, HumanMessage("Company07?", id="h2"), context=Context(user_id="u1", memory_tokens=30)
-    )
+    result = await run_turn(graph, HumanMessage("Company07?", id="h2"))
     assert result["memory_keys"][0] == "Company07"
     assert 0 < len(result["memory_keys"]) < 30
     assert len(result["memory_context"]) // 4 <= 30
-    system = text_of(model.prompts("respond")[-1][0])
+    system = text_of(model.prompts_of("respond")[-1][0])
     assert all(f"- {value} " in system for value in result["memory_keys"])
     assert sum(f"- Company{n:02d} " in system for n in range(30)) == len(result["memory_keys"])
 
@@ -238,7 +141,7 @@ async def test_load_memory_budget_limits_what_respond_sees() -> None:
 
 async def test_extract_entities_upserts_the_newest_message() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(ACME, BOB, {"type": "ORG", "value": ""})]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     result = await run_turn(graph, HumanMessage("I work at Acme Corp. with Bob", id="h1"))
     assert marker_of(result) == {"message_id": "h1", "stored": 2, "error": None}
     stored = await entities(store)
@@ -253,14 +156,14 @@ async def test_extract_entities_upserts_the_newest_message() -> None:
     assert acme.contexts == ["works at Acme Corp."]
     marker = await store.aget(extracted_namespace("u1"), "h1")
     assert marker is not None and marker.value["stored"] == 2
-    [prompt] = model.prompts("extract")
+    [prompt] = model.prompts_of("extract")
     assert "I work at Acme Corp. with Bob" in text_of(prompt[-1])
     assert await entities(store, "u2") == {}
 
 
 async def test_a_later_message_counts_the_entity_again_across_threads() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(ACME), extraction({**ACME, "value": "ACME"})]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     await run_turn(graph, HumanMessage("Acme Corp.", id="h1"))
     await run_turn(graph, HumanMessage("ACME", id="h2"), config={"configurable": {"thread_id": "t2"}})
     acme = (await entities(store))["ORG:acme"]
@@ -270,7 +173,7 @@ async def test_a_later_message_counts_the_entity_again_across_threads() -> None:
 
 async def test_replaying_extract_entities_writes_nothing_twice() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(ACME)]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     await run_turn(graph, HumanMessage("I work at Acme Corp.", id="h1"))
     before = (await store.aget(entity_namespace("u1"), "ORG:acme")).value  # type: ignore[union-attr]
     # Re-run the fan-out step from its checkpoint: extract_entities runs again on message h1.
@@ -285,7 +188,7 @@ async def test_replaying_extract_entities_writes_nothing_twice() -> None:
 
 async def test_same_message_id_sent_again_is_not_extracted_again() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(ACME), extraction(ACME)]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     await run_turn(graph, HumanMessage("I work at Acme Corp.", id="h1"))
     await run_turn(graph, HumanMessage("I work at Acme Corp.", id="h1"))
     assert model.count("extract") == 1
@@ -294,7 +197,7 @@ async def test_same_message_id_sent_again_is_not_extracted_again() -> None:
 
 async def test_crash_after_upsert_before_marker_counts_nothing_twice() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(ACME), extraction(ACME)]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     await run_turn(graph, HumanMessage("I work at Acme Corp.", id="h1"))
     await store.adelete(extracted_namespace("u1"), "h1")  # as if the process died before the marker
     fork = await checkpoint_before(graph, ("extract_entities", "summarize"))
@@ -306,11 +209,11 @@ async def test_crash_after_upsert_before_marker_counts_nothing_twice() -> None:
 
 async def test_malformed_extraction_gets_one_repair_then_succeeds() -> None:
     model = ScriptedModel(scripts={"extract": [extraction(args={"entities": "Acme"}), extraction(ACME)]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     result = await run_turn(graph, HumanMessage("I work at Acme Corp.", id="h1"))
     assert marker_of(result) == {"message_id": "h1", "stored": 1, "error": None}
     assert set(await entities(store)) == {"ORG:acme"}
-    first, second = model.prompts("extract")
+    first, second = model.prompts_of("extract")
     assert second[-1] == first[-1]  # the user's words stay the last message
     assert REPAIR_PREFIX in text_of(second[0])
 
@@ -322,7 +225,7 @@ async def test_two_malformed_extractions_store_nothing_and_the_turn_completes() 
             "extract": [extraction(args={"things": []}), AIMessage("Acme is an org"), extraction(ACME)],
         }
     )
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     result = await run_turn(graph, HumanMessage("I work at Acme Corp.", id="h1"))
     assert model.count("extract") == 2
     assert await entities(store) == {}
@@ -338,10 +241,9 @@ async def test_two_malformed_extractions_store_nothing_and_the_turn_completes() 
 
 async def start_review(turns: int = 0) -> tuple[ScriptedModel, Graph, InMemoryStore, dict[str, Any]]:
     model = ScriptedModel(scripts={"extract": [extraction(ACME, BOB)]})
-    graph, store = compile_graph(model)
-    context = Context(user_id="u1", review_memory=True, working_set_tokens=600)
+    graph, store = unit_graph(model, working_set_tokens=600)
     result = await run_turn(
-        graph, *history_messages(turns), HumanMessage("Acme Corp. and Bob", id="h1"), context=context
+        graph, *history_messages(turns), HumanMessage("Acme Corp. and Bob", id="h1"), context=REVIEW
     )
     return model, graph, store, result
 
@@ -383,7 +285,7 @@ async def test_resuming_a_review_stores_what_the_reviewer_kept_without_calling_t
 
 async def test_no_review_when_nothing_was_found() -> None:
     model = ScriptedModel()
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     result = await run_turn(graph, HumanMessage("hello", id="h1"), context=REVIEW)
     assert "__interrupt__" not in result
     assert await store.aget(extracted_namespace("u1"), "h1") is not None
@@ -400,13 +302,11 @@ async def folded_step(graph: Graph) -> dict[str, Any]:
 
 async def test_over_budget_turn_folds_into_the_summary_and_reduces_the_working_set() -> None:
     model = ScriptedModel(scripts={"summarize": ["SUMMARY-A"]})
-    graph, _ = compile_graph(model)
-    context = Context(user_id="u1", working_set_tokens=600)
+    graph, _ = unit_graph(model, working_set_tokens=600)
     result = await run_turn(
         graph,
         *history_messages(6),
         HumanMessage("newest question", id="newest"),
-        context=context,
         summary="PREV-SUMMARY",
     )
     before = await folded_step(graph)
@@ -419,7 +319,7 @@ async def test_over_budget_turn_folds_into_the_summary_and_reduces_the_working_s
     assert not any(m.id in expected for m in result["messages"])
     assert all(not isinstance(m, SystemMessage) for m in result["messages"])
     assert count_tokens(result["messages"]) <= 600
-    [prompt] = model.prompts("summarize")
+    [prompt] = model.prompts_of("summarize")
     body = text_of(prompt[-1])
     assert "PREV-SUMMARY" in body
     assert "newest question" not in body
@@ -427,24 +327,22 @@ async def test_over_budget_turn_folds_into_the_summary_and_reduces_the_working_s
 
 async def test_the_next_fold_merges_the_previous_summary() -> None:
     model = ScriptedModel(scripts={"summarize": ["SUMMARY-A", "SUMMARY-B"]})
-    graph, _ = compile_graph(model)
-    context = Context(user_id="u1", working_set_tokens=600)
-    await run_turn(graph, *history_messages(6), HumanMessage("first", id="n1"), context=context)
+    graph, _ = unit_graph(model, working_set_tokens=600)
+    await run_turn(graph, *history_messages(6), HumanMessage("first", id="n1"))
     result = await run_turn(
         graph,
         *[HumanMessage(f"more {LONG}", id=f"m{n}") for n in range(6)],
         HumanMessage("second", id="n2"),
-        context=context,
     )
     assert model.count("summarize") == 2
-    assert "Previous summary:\nSUMMARY-A" in text_of(model.prompts("summarize")[1][-1])
+    assert "Previous summary:\nSUMMARY-A" in text_of(model.prompts_of("summarize")[1][-1])
     assert result["summary"] == "SUMMARY-B"
     assert result["messages"][-1].id != "n2" and "n2" in [m.id for m in result["messages"]]
 
 
 async def test_under_budget_nothing_is_folded() -> None:
     model = ScriptedModel()
-    graph, _ = compile_graph(model)
+    graph, _ = unit_graph(model)
     result = await run_turn(graph, *history_messages(2), HumanMessage("q", id="q"))
     assert model.count("summarize") == 0
     assert len(result["messages"]) == 6
@@ -454,13 +352,9 @@ async def test_under_budget_nothing_is_folded() -> None:
 # --- retries ---------------------------------------------------------------------------------------
 
 
-def connection_error() -> openai.APIConnectionError:
-    return openai.APIConnectionError(request=httpx.Request("POST", "http://x"))
-
-
 async def test_transient_respond_error_is_retried_and_the_turn_completes() -> None:
     model = ScriptedModel(scripts={"respond": [connection_error(), "Back online."]})
-    graph, _ = compile_graph(model)
+    graph, _ = unit_graph(model)
     result = await run_turn(graph, HumanMessage("hi", id="h1"))
     assert model.count("respond") == 2
     assert [type(m).__name__ for m in result["messages"]] == ["HumanMessage", "AIMessage"]
@@ -469,7 +363,7 @@ async def test_transient_respond_error_is_retried_and_the_turn_completes() -> No
 
 async def test_transient_extraction_error_is_retried() -> None:
     model = ScriptedModel(scripts={"extract": [connection_error(), extraction(ACME)]})
-    graph, store = compile_graph(model)
+    graph, store = unit_graph(model)
     result = await run_turn(graph, HumanMessage("Acme Corp.", id="h1"))
     assert model.count("extract") == 2
     assert result["extraction"]["stored"] == 1
@@ -478,7 +372,7 @@ async def test_transient_extraction_error_is_retried() -> None:
 
 async def test_non_transient_error_is_not_retried() -> None:
     model = ScriptedModel(scripts={"respond": [ValueError("bad request shape"), "never used"]})
-    graph, _ = compile_graph(model)
+    graph, _ = unit_graph(model)
     with pytest.raises(ValueError, match="bad request shape"):
         await run_turn(graph, HumanMessage("hi", id="h1"))
     assert model.count("respond") == 1
@@ -486,7 +380,7 @@ async def test_non_transient_error_is_not_retried() -> None:
 
 async def test_retries_stop_after_max_attempts() -> None:
     model = ScriptedModel(scripts={"respond": [connection_error(), connection_error(), "too late"]})
-    graph, _ = compile_graph(model, max_attempts=2)
+    graph, _ = unit_graph(model, model_retries=2)
     with pytest.raises(openai.APIConnectionError):
         await run_turn(graph, HumanMessage("hi", id="h1"))
     assert model.count("respond") == 2

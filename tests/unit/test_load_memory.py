@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 from langgraph.store.base import GetOp, IndexConfig, SearchOp
 from langgraph.store.memory import InMemoryStore
 
+from nodes.config import GraphConfig
 from nodes.entity_index import index_entity
 from nodes.load_memory import PROFILE_SHARE, RECENT, make_load_memory
 from nodes.memory import EntityRecord, entity_key
@@ -22,7 +23,7 @@ from nodes.prompts import MEMORY_HEADER, PROFILE_HEADER
 from nodes.respond import build_prompt
 from nodes.state import Context, State
 from nodes.tokens import count_tokens
-from tests.unit.test_entity_index import CountingStore
+from tests.support.fakes import CountingStore
 
 T0 = "2026-01-01T00:00:00+00:00"
 T1 = "2026-06-01T00:00:00+00:00"
@@ -66,12 +67,11 @@ def turn(text: str) -> State:
 
 
 async def load(
-    store: InMemoryStore | None, text: str, *, semantic: bool = False, **context: Any
+    store: InMemoryStore | None, text: str, *, semantic: bool = False, memory_tokens: int = 400
 ) -> dict[str, Any]:
-    context = {"user_id": "u1", **context}
-    return await make_load_memory(semantic=semantic)(
-        turn(text), runtime=Runtime(context=Context(**context), store=store)
-    )
+    """load_memory for user u1 with this budget (the configured default: 400)."""
+    node = make_load_memory(memory_tokens=memory_tokens, semantic=semantic)
+    return await node(turn(text), runtime=Runtime(context=Context(user_id="u1"), store=store))
 
 
 def fillers(count: int) -> list[EntityRecord]:
@@ -185,10 +185,10 @@ async def test_the_prompt_stays_under_prompt_tokens_with_profile_and_memory() ->
     await with_profile(store, facts=[FactStatement(attribute=f"f{n}", value="y" * 70) for n in range(5)])
     await remember(store, *(record(f"Thing {n}", context="z" * 200) for n in range(50)))
     for prompt_tokens in (300, 600, 3000):
-        context = Context(user_id="u1", prompt_tokens=prompt_tokens, memory_tokens=prompt_tokens)
+        config = GraphConfig(prompt_tokens=prompt_tokens, memory_tokens=prompt_tokens)
         current = turn("Thing 3?")
-        current.update(await make_load_memory()(current, runtime=Runtime(context=context, store=store)))  # type: ignore[typeddict-item]
-        prompt = build_prompt(current, context)
+        current.update(await load(store, "Thing 3?", memory_tokens=config.memory_tokens))  # type: ignore[typeddict-item]
+        prompt = build_prompt(current, config)
         assert count_tokens(prompt) <= prompt_tokens
         assert PROFILE_HEADER in str(prompt[0].content)
 

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 import openai
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import (
     AIMessage,
     AnyMessage,
-    BaseMessage,
     HumanMessage,
     RemoveMessage,
     SystemMessage,
@@ -22,8 +19,9 @@ from langchain_core.outputs import ChatResult
 from langgraph.graph.message import add_messages
 from langgraph.runtime import Runtime
 from langgraph.store.memory import InMemoryStore
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
+from nodes.config import GraphConfig
 from nodes.entity_index import index_entity
 from nodes.extract_entities import apply_review, request_extraction, upsert_entities
 from nodes.load_memory import make_load_memory
@@ -44,44 +42,15 @@ from nodes.respond import build_prompt, make_respond
 from nodes.state import Context, State, newest_human
 from nodes.summarize import MAX_SUMMARY_CHARS, make_summarize, summary_request
 from nodes.tokens import count_tokens, text_of
+from tests.support.fakes import ACME, BOB, RecordingChatModel, connection_error, fake, tool_call
 
 LONG = "word " * 80  # ~100 tokens
 T0 = "2026-01-01T00:00:00+00:00"
 REPAIR_PREFIX = REPAIR_REQUEST.split("{error}")[0]
 
 
-class RecordingChatModel(GenericFakeChatModel):
-    """GenericFakeChatModel that keeps every prompt it receives; bind_tools returns itself."""
-
-    messages: Iterator[AIMessage | str]
-    prompts: list[list[BaseMessage]] = Field(default_factory=list)
-
-    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
-        return self
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: Any = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        self.prompts.append(list(messages))
-        return super()._generate(messages, stop=stop, run_manager=run_manager, **kwargs)
-
-
-def fake(*replies: AIMessage | str) -> RecordingChatModel:
-    return RecordingChatModel(messages=iter(replies))
-
-
-def extraction_reply(args: Any) -> AIMessage:
-    return AIMessage(
-        content="", tool_calls=[{"name": "Extraction", "args": args, "id": "c1", "type": "tool_call"}]
-    )
-
-
-def runtime(store: InMemoryStore | None = None, **context: Any) -> Runtime[Context]:
-    return Runtime(context=Context(**context), store=store)
+def runtime(store: InMemoryStore | None = None, user_id: str | None = None) -> Runtime[Context]:
+    return Runtime(context=Context(user_id=user_id), store=store)
 
 
 def state(messages: list[AnyMessage], **values: Any) -> State:
@@ -145,7 +114,7 @@ async def test_load_memory_ranks_stored_entities_against_the_newest_message() ->
         AIMessage("ok", id="a1"),
         HumanMessage("How is Acme doing?", id="h2"),
     ]
-    update = await make_load_memory()(state(messages), runtime=runtime(store, user_id="u1"))
+    update = await make_load_memory(memory_tokens=400)(state(messages), runtime=runtime(store, user_id="u1"))
     assert update["memory_keys"] == ["Acme", "Paris", "Python"]
     assert update["memory_context"].startswith(MEMORY_HEADER)
     assert "works at Acme" in update["memory_context"]
@@ -156,9 +125,8 @@ async def test_load_memory_respects_memory_tokens() -> None:
     store = InMemoryStore()  # fewer entities than the recent window: every one is a candidate
     await put_records(store, "u1", *(stored_record(f"Company {n:02d}", mentions=n) for n in range(15)))
     await put_records(store, "u1", stored_record("Acme", mentions=0))
-    update = await make_load_memory()(
-        state([HumanMessage("news from Acme?", id="h1")]),
-        runtime=runtime(store, user_id="u1", memory_tokens=40),
+    update = await make_load_memory(memory_tokens=40)(
+        state([HumanMessage("news from Acme?", id="h1")]), runtime=runtime(store, user_id="u1")
     )
     keys = update["memory_keys"]
     assert keys[0] == "Acme"  # relevance beats mentions when room is short
@@ -172,8 +140,8 @@ async def test_load_memory_with_no_budget_no_entities_or_no_store_is_empty() -> 
     await put_records(store, "u1", stored_record("Acme"))
     messages = [HumanMessage("Acme?", id="h1")]
     empty = {"memory_context": "", "memory_keys": [], "memory_trace": [], "review_memory": False}
-    load = make_load_memory()
-    no_budget = await load(state(messages), runtime=runtime(store, user_id="u1", memory_tokens=0))
+    load = make_load_memory(memory_tokens=400)
+    no_budget = await make_load_memory(memory_tokens=0)(state(messages), runtime=runtime(store, user_id="u1"))
     assert no_budget == {**empty, "user_id": "u1"}
     assert await load(state(messages), runtime=runtime(store, user_id="nobody")) == {
         **empty,
@@ -187,7 +155,7 @@ async def test_load_memory_finds_the_named_entity_among_many() -> None:
     await put_records(store, "u1", *(stored_record(f"Filler {n:03d}") for n in range(200)))
     await put_records(store, "u1", stored_record("Acme"))
     await put_records(store, "u1", *(stored_record(f"Filler {n:03d}") for n in range(200, 400)))
-    update = await make_load_memory()(
+    update = await make_load_memory(memory_tokens=400)(
         state([HumanMessage("Acme?", id="h1")]), runtime=runtime(store, user_id="u1")
     )
     assert update["memory_keys"][:1] == ["Acme"]
@@ -197,10 +165,10 @@ async def test_load_memory_finds_the_named_entity_among_many() -> None:
 
 
 def test_build_prompt_has_instructions_memory_and_summary_then_the_window() -> None:
-    context = Context(instructions="Be terse.", prompt_tokens=3000)
+    config = GraphConfig(instructions="Be terse.", prompt_tokens=3000)
     messages = conversation(1)
     prompt = build_prompt(
-        state(messages, memory_context=f"{MEMORY_HEADER}\n- Acme (org)", summary="User likes tea."), context
+        state(messages, memory_context=f"{MEMORY_HEADER}\n- Acme (org)", summary="User likes tea."), config
     )
     assert isinstance(prompt[0], SystemMessage)
     system = text_of(prompt[0])
@@ -212,7 +180,7 @@ def test_build_prompt_has_instructions_memory_and_summary_then_the_window() -> N
 
 
 def test_build_prompt_without_memory_or_summary_is_just_the_instructions() -> None:
-    prompt = build_prompt(state([HumanMessage("hi", id="h1")]), Context())
+    prompt = build_prompt(state([HumanMessage("hi", id="h1")]), GraphConfig())
     assert text_of(prompt[0]) == DEFAULT_INSTRUCTIONS
     assert [m.id for m in prompt[1:]] == ["h1"]
 
@@ -223,7 +191,7 @@ def test_build_prompt_stays_under_prompt_tokens_and_keeps_the_newest_message(pro
     summary = "s " * 300
     memory = f"{MEMORY_HEADER}\n" + "- thing\n" * 40
     prompt = build_prompt(
-        state(messages, summary=summary, memory_context=memory), Context(prompt_tokens=prompt_tokens)
+        state(messages, summary=summary, memory_context=memory), GraphConfig(prompt_tokens=prompt_tokens)
     )
     assert count_tokens(prompt) <= prompt_tokens
     assert prompt[-1].id == "newest"
@@ -236,7 +204,8 @@ def test_build_prompt_with_large_memory_and_summary_still_fits_and_shows_the_use
     memory = f"{MEMORY_HEADER}\n" + "- a remembered thing\n" * 70  # ~400 tokens
     summary = "s" * MAX_SUMMARY_CHARS
     messages = [HumanMessage("what is my name?", id="h1")]
-    prompt = build_prompt(state(messages, summary=summary, memory_context=memory), Context(prompt_tokens=512))
+    config = GraphConfig(prompt_tokens=512)
+    prompt = build_prompt(state(messages, summary=summary, memory_context=memory), config)
     assert text_of(prompt[-1]) == "what is my name?"
     assert count_tokens(prompt) <= 512
 
@@ -244,11 +213,11 @@ def test_build_prompt_with_large_memory_and_summary_still_fits_and_shows_the_use
 async def test_respond_sends_build_prompt_to_the_model_and_returns_its_reply() -> None:
     model = fake(AIMessage("the answer", id="r1"))
     current = state(conversation(2), summary="earlier stuff", memory_context=f"{MEMORY_HEADER}\n- Acme")
-    context = Context(user_id="u1", prompt_tokens=1000)
-    update = await make_respond(model)(current, runtime=Runtime(context=context, store=None))
+    config = GraphConfig(prompt_tokens=1000)
+    update = await make_respond(model, config)(current, runtime=runtime(user_id="u1"))
     assert [m.id for m in update["messages"]] == ["r1"]
     assert len(model.prompts) == 1
-    assert model.prompts[0] == build_prompt(current, context)
+    assert model.prompts[0] == build_prompt(current, config)
 
 
 # --- summarize -------------------------------------------------------------------------------------
@@ -256,7 +225,7 @@ async def test_respond_sends_build_prompt_to_the_model_and_returns_its_reply() -
 
 async def test_summarize_under_budget_does_not_call_the_model() -> None:
     model = fake()  # would raise StopIteration if called
-    update = await make_summarize(model)(state(conversation(1)), runtime=runtime(working_set_tokens=1500))
+    update = await make_summarize(model, working_set_tokens=1500)(state(conversation(1)), runtime=runtime())
     assert update == {}
     assert model.prompts == []
 
@@ -264,8 +233,8 @@ async def test_summarize_under_budget_does_not_call_the_model() -> None:
 async def test_summarize_folds_the_oldest_messages_into_the_summary() -> None:
     model = fake("  merged summary  ")
     messages = conversation(8)
-    update = await make_summarize(model)(
-        state(messages, summary="PREVIOUS SUMMARY"), runtime=runtime(working_set_tokens=600)
+    update = await make_summarize(model, working_set_tokens=600)(
+        state(messages, summary="PREVIOUS SUMMARY"), runtime=runtime()
     )
     expected = messages_to_fold(messages, 600)
     assert expected  # the case is really over budget
@@ -281,14 +250,14 @@ async def test_summarize_folds_the_oldest_messages_into_the_summary() -> None:
 
 async def test_summarize_caps_the_summary_length() -> None:
     model = fake("x" * (MAX_SUMMARY_CHARS * 2))
-    update = await make_summarize(model)(state(conversation(8)), runtime=runtime(working_set_tokens=600))
+    update = await make_summarize(model, working_set_tokens=600)(state(conversation(8)), runtime=runtime())
     assert len(update["summary"]) == MAX_SUMMARY_CHARS
 
 
 async def test_summarize_never_loses_the_previous_summary_on_an_empty_reply() -> None:
     model = fake("   ")
-    update = await make_summarize(model)(
-        state(conversation(8), summary="User is Ada; works at Acme."), runtime=runtime(working_set_tokens=600)
+    update = await make_summarize(model, working_set_tokens=600)(
+        state(conversation(8), summary="User is Ada; works at Acme."), runtime=runtime()
     )
     assert not update.get("summarized_ids") or update.get("summary")
 
@@ -321,20 +290,17 @@ async def test_reduce_history_removes_exactly_the_folded_messages() -> None:
     assert [m.id for m in remaining] == ["a1", "h2", "a2", "newest"]
 
 
-async def test_reduce_history_without_folded_ids_changes_nothing() -> None:
+async def test_reduce_history_without_folded_ids_changes_nothing_but_counts_the_turn() -> None:
     node = make_reduce_history()
-    assert await node(state(conversation(2)), runtime=runtime()) == {}
-    assert await node(state(conversation(2), summarized_ids=[]), runtime=runtime()) == {}
+    assert await node(state(conversation(2)), runtime=runtime()) == {"turns": 1}
+    assert await node(state(conversation(2), summarized_ids=[], turns=4), runtime=runtime()) == {"turns": 5}
 
 
 # --- extraction helpers ----------------------------------------------------------------------------
 
-ACME = {"type": "ORG", "value": "Acme Corp.", "context": "works at Acme Corp.", "confidence": 0.9}
-BOB = {"type": "PERSON", "value": "Bob", "context": "", "confidence": 0.8}
-
 
 async def test_request_extraction_returns_entities_from_the_tool_call() -> None:
-    model = fake(extraction_reply({"entities": [ACME, {"type": "ORG", "value": ""}]}))
+    model = fake(tool_call({"entities": [ACME, {"type": "ORG", "value": ""}]}))
     result = await request_extraction(model, "I work at Acme Corp.")
     assert result["entities"] == [ACME]
     assert len(result["dropped"]) == 1
@@ -346,10 +312,10 @@ async def test_request_extraction_returns_entities_from_the_tool_call() -> None:
 
 @pytest.mark.parametrize(
     "malformed",
-    [extraction_reply({"entities": "Acme"}), extraction_reply({"things": []}), AIMessage("Acme is an org")],
+    [tool_call({"entities": "Acme"}), tool_call({"things": []}), AIMessage("Acme is an org")],
 )
 async def test_request_extraction_repairs_once(malformed: AIMessage) -> None:
-    model = fake(malformed, extraction_reply({"entities": [BOB]}))
+    model = fake(malformed, tool_call({"entities": [BOB]}))
     result = await request_extraction(model, "Bob says hi")
     assert result == {"entities": [BOB], "dropped": [], "error": None}
     first, second = model.prompts
@@ -360,9 +326,9 @@ async def test_request_extraction_repairs_once(malformed: AIMessage) -> None:
 
 async def test_request_extraction_gives_up_after_one_repair() -> None:
     model = fake(
-        extraction_reply({"entities": "x"}),
+        tool_call({"entities": "x"}),
         AIMessage("still no tool call"),
-        extraction_reply({"entities": [BOB]}),
+        tool_call({"entities": [BOB]}),
     )
     result = await request_extraction(model, "Bob says hi")
     assert result["entities"] == []
@@ -373,7 +339,7 @@ async def test_request_extraction_gives_up_after_one_repair() -> None:
 async def test_request_extraction_records_model_errors_instead_of_failing_the_turn() -> None:
     class Failing(RecordingChatModel):
         def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-            raise openai.APIConnectionError(request=httpx.Request("POST", "http://x"))
+            raise connection_error()
 
     result = await request_extraction(Failing(messages=iter(())), "hi")
     assert result == {"entities": [], "dropped": [], "error": "model failed: APIConnectionError"}
@@ -412,16 +378,18 @@ async def test_upsert_entities_writes_once_per_message_and_counts_new_messages()
     store = InMemoryStore()
     namespace = entity_namespace("u1")
     duplicate = {**ACME, "value": "ACME"}
-    written = await upsert_entities(store, "u1", [ACME, BOB, duplicate], message_id="m1", thread_id="t1")
+    written = await upsert_entities(
+        store, "u1", [ACME, BOB, duplicate], message_id="m1", thread_id="t1", now=T0
+    )
     assert written == 2
     items = {item.key: item.value for item in await store.asearch(namespace)}
     assert set(items) == {"ORG:acme", "PERSON:bob"}
     assert items["ORG:acme"]["mentions"] == 1
 
-    assert await upsert_entities(store, "u1", [ACME, BOB], message_id="m1", thread_id="t1") == 0
+    assert await upsert_entities(store, "u1", [ACME, BOB], message_id="m1", thread_id="t1", now=T0) == 0
     assert (await store.aget(namespace, "ORG:acme")).value == items["ORG:acme"]  # type: ignore[union-attr]
 
-    assert await upsert_entities(store, "u1", [duplicate], message_id="m2", thread_id="t2") == 1
+    assert await upsert_entities(store, "u1", [duplicate], message_id="m2", thread_id="t2", now=T0) == 1
     acme = EntityRecord.model_validate((await store.aget(namespace, "ORG:acme")).value)  # type: ignore[union-attr]
     assert (acme.mentions, acme.aliases, acme.threads) == (2, ["ACME"], ["t1", "t2"])
     assert await store.asearch(entity_namespace("u2")) == []
@@ -429,7 +397,9 @@ async def test_upsert_entities_writes_once_per_message_and_counts_new_messages()
 
 async def test_upsert_entities_rejects_invalid_candidates() -> None:
     with pytest.raises(ValidationError):
-        await upsert_entities(InMemoryStore(), "u1", [{"type": "ORG"}], message_id="m1", thread_id="t1")
+        await upsert_entities(
+            InMemoryStore(), "u1", [{"type": "ORG"}], message_id="m1", thread_id="t1", now=T0
+        )
 
 
 # --- which model errors are worth a retry ------------------------------------------------------------

@@ -198,6 +198,6 @@ async def test_ids_folded_but_not_yet_removed_are_not_folded_again() -> None:
     messages = [human(LONG, "h1"), ai(LONG, "a1"), human(LONG, "h2"), ai(LONG, "a2"), human("q", "h3")]
     model = GenericFakeChatModel(messages=iter(["newer summary"]))
     state = {"messages": messages, "summary": "old", "summarized_ids": ["h1", "a1"]}
-    runtime = Runtime(context=Context(working_set_tokens=64), store=None)
-    update = await make_summarize(model)(state, runtime=runtime)  # type: ignore[arg-type]
+    runtime = Runtime(context=Context(), store=None)
+    update = await make_summarize(model, working_set_tokens=64)(state, runtime=runtime)  # type: ignore[arg-type]
     assert update == {"summary": "newer summary", "summarized_ids": ["h1", "a1", "h2", "a2"]}

@@ -224,9 +224,9 @@ def apply(node: Any, state: State, context: Context) -> State:
 def test_a_thread_keeps_every_message_exactly_once(
     data: st.DataObject, budget: int, systems: int, turns: int
 ) -> None:
-    summarize = make_summarize(GenericFakeChatModel(messages=summaries()))
+    summarize = make_summarize(GenericFakeChatModel(messages=summaries()), working_set_tokens=budget)
     reduce_history = make_reduce_history()
-    context = Context(working_set_tokens=budget)
+    context = Context()
     state: State = {"messages": [SystemMessage("rules", id="s0")] if systems else []}
     in_summary: set[str | None] = set()  # every id ever folded into the running summary
     appended = {m.id for m in state["messages"]}

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from langgraph.store.base import GetOp, Op, Result, SearchOp
+from langgraph.store.base import GetOp, SearchOp
 from langgraph.store.memory import InMemoryStore
 
 from nodes.extract_entities import store_entities
@@ -21,6 +21,7 @@ from nodes.resolution import (
     type_affinity,
 )
 from tests.fake_openai import embed
+from tests.support.fakes import CountingStore
 
 T0 = "2026-01-01T00:00:00+00:00"
 
@@ -231,29 +232,18 @@ async def test_a_record_typed_other_takes_the_first_specific_type_and_keeps_its_
 # --- bounded reads -----------------------------------------------------------------------------------
 
 
-class CountingStore(InMemoryStore):
-    """InMemoryStore that records every operation it is asked for."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.ops: list[Op] = []
-
-    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        batch = list(ops)
-        self.ops.extend(batch)
-        return await super().abatch(batch)
-
-
 async def test_resolution_reads_a_bounded_number_of_records_and_never_lists_them() -> None:
     store = CountingStore()
     many = [entity(f"Acme Branch {n:03d}") for n in range(CANDIDATE_LIMIT * 3)]
-    await store_entities(store, "u1", many, message_ids=[f"m{n}" for n in range(len(many))], thread_id="t")
-    store.ops.clear()
+    await store_entities(
+        store, "u1", many, message_ids=[f"m{n}" for n in range(len(many))], thread_id="t", now=T0
+    )
+    store.reset()
     found = await resolve_entity(store, "u1", EntityCandidate(type="ORG", value="Acme Branch 999"))
     assert found.how == "new"
-    reads = [op for op in store.ops if isinstance(op, GetOp) and op.namespace == entity_namespace("u1")]
+    reads = [op for op in store.ops(GetOp) if op.namespace == entity_namespace("u1")]
     assert 0 < len(reads) <= CANDIDATE_LIMIT + 1
-    assert not any(isinstance(op, SearchOp) for op in store.ops)
+    assert not store.ops(SearchOp)
 
 
 # --- semantic ----------------------------------------------------------------------------------------
@@ -293,4 +283,4 @@ async def test_without_semantic_the_store_is_never_searched() -> None:
     store = semantic_store()
     counts = await remember(store, ("m1", entity("Lovelace", "PERSON")), ("m2", entity("Lovelase", "PERSON")))
     assert counts == {"new": 2}
-    assert not any(isinstance(op, SearchOp) for op in store.ops)
+    assert not store.ops(SearchOp)

@@ -21,7 +21,6 @@ from langgraph.checkpoint.serde.jsonplus import (
     EXT_METHOD_SINGLE_ARG,
     EXT_PYDANTIC_V2,
 )
-from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command, Interrupt
 from pydantic import ValidationError
 
@@ -34,11 +33,11 @@ from checkpoint.serde import (
     parse_encryption_key,
     schema_types,
 )
-from graphs.conversation import build_graph
 from graphs.settings import Settings
 from nodes.errors import ConfigError
 from nodes.state import Context, State
-from tests.unit.test_graph_inmemory import ACME, BOB, CONFIG, ScriptedModel, extraction, history_messages
+from tests.support.fakes import ACME, BOB, ScriptedModel, extraction
+from tests.support.graphs import CONFIG, history_messages, unit_graph
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 OTHER_KEY = base64.b64encode(bytes(range(1, 33))).decode()
@@ -188,8 +187,8 @@ class Verifying(SerializerProtocol):
 async def test_a_turn_with_review_summary_and_reduction_round_trips(key: str | None) -> None:
     serde = Verifying(make_serializer(encryption_key=key))
     model = ScriptedModel(scripts={"extract": [extraction(ACME, BOB)]})
-    graph = build_graph(model).compile(checkpointer=InMemorySaver(serde=serde), store=InMemoryStore())
-    context = Context(user_id="u1", review_memory=True, working_set_tokens=600)
+    graph, _ = unit_graph(model, checkpointer=InMemorySaver(serde=serde), working_set_tokens=600)
+    context = Context(user_id="u1", review_memory=True)
 
     paused = await graph.ainvoke(
         {"messages": [*history_messages(6), HumanMessage(f"Acme Corp. and Bob {SECRET}", id="h1")]},
