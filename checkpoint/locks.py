@@ -8,10 +8,10 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal, TypeVar, cast, get_args
 
-from psycopg import AsyncConnection, Error, OperationalError, errors, pq
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg import Error, OperationalError, errors, pq
+from psycopg_pool import PoolTimeout
 
+from checkpoint.connections import Conn, Pool
 from checkpoint.metadata import RUN_ID_KEY
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy, TooManyRuns
 
@@ -30,8 +30,6 @@ __all__ = [
     "try_thread_lock_in_transaction",
 ]
 
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
-Conn = AsyncConnection[DictRow]
 T = TypeVar("T")
 
 OnBusy = Literal["reject", "enqueue", "rollback", "interrupt"]

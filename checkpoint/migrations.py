@@ -14,10 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from psycopg import AsyncConnection, OperationalError, sql
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg import OperationalError, sql
 
+from checkpoint.connections import Conn, Pool
 from checkpoint.locks import RUN_REQUESTS_DDL
 from checkpoint.transcript import TRANSCRIPT_DDL
 
@@ -29,8 +28,6 @@ __all__ = [
     "apply_migrations",
     "pending_migrations",
 ]
-
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 LEDGER_SQL = """
     CREATE TABLE IF NOT EXISTS convomem_migrations (
@@ -141,7 +138,7 @@ def pending_migrations(
     return [migration.name for migration in migrations if migration.name not in done]
 
 
-async def _take_lock(conn: AsyncConnection[DictRow]) -> None:
+async def _take_lock(conn: Conn) -> None:
     while True:
         row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS ok", (LOCK_KEY,))).fetchone()
         if row and row["ok"]:
@@ -149,7 +146,7 @@ async def _take_lock(conn: AsyncConnection[DictRow]) -> None:
         await asyncio.sleep(LOCK_POLL_SECONDS)
 
 
-async def _apply(conn: AsyncConnection[DictRow], migration: Migration) -> None:
+async def _apply(conn: Conn, migration: Migration) -> None:
     if migration.transactional:
         async with conn.transaction():
             for statement in migration.statements:
@@ -163,7 +160,7 @@ async def _apply(conn: AsyncConnection[DictRow], migration: Migration) -> None:
     await conn.execute(RECORD_SQL, (migration.name,))
 
 
-async def _drop_invalid_index(conn: AsyncConnection[DictRow], index: str) -> None:
+async def _drop_invalid_index(conn: Conn, index: str) -> None:
     """Remove the INVALID leftover of an interrupted concurrent build, which IF NOT EXISTS would keep."""
     row = await (
         await conn.execute(

@@ -18,10 +18,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from langgraph.checkpoint.serde.types import INTERRUPT
-from psycopg import AsyncConnection, DataError, IntegrityError, InternalError, Rollback, errors
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
+from psycopg import DataError, IntegrityError, InternalError, Rollback, errors
 
+from checkpoint.connections import Conn, Pool
 from checkpoint.locks import is_thread_busy, try_thread_lock_in_transaction
 from checkpoint.saver import ConvomemSaver
 from nodes.errors import ConfigError, InvalidInput
@@ -38,7 +37,6 @@ __all__ = [
     "sweep_forever",
 ]
 
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 Strategy = Literal["keep_latest", "delete"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 SkipReason = Literal["running", "interrupt", "error"]
@@ -234,13 +232,13 @@ async def _prune_thread(
     return outcome
 
 
-async def _waits_on_interrupt(conn: AsyncConnection[DictRow], thread_id: str) -> bool:
+async def _waits_on_interrupt(conn: Conn, thread_id: str) -> bool:
     """An `interrupt()` not answered yet: its write sits on the latest checkpoint of some namespace."""
     row = await (await conn.execute(WAITING_SQL, {"thread": thread_id, "channel": INTERRUPT})).fetchone()
     return bool(row and row["waiting"])
 
 
-async def _footprint(conn: AsyncConnection[DictRow], thread_id: str) -> tuple[int, int]:
+async def _footprint(conn: Conn, thread_id: str) -> tuple[int, int]:
     """(checkpoints, bytes) the thread holds across checkpoints, writes and blobs."""
     row = await (await conn.execute(FOOTPRINT_SQL, {"thread": thread_id})).fetchone()
     return (int(row["checkpoints"]), int(row["bytes"])) if row else (0, 0)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
-
+from checkpoint.connections import Pool
 from checkpoint.migrations import AppliedMigration, applied_migrations, pending_migrations
 
 __all__ = ["DatabaseStatus", "TableSize", "database_status"]
@@ -33,7 +30,7 @@ class DatabaseStatus:
     """Known project migrations not applied yet: `convomem db setup` applies them."""
 
 
-async def database_status(pool: AsyncConnectionPool[AsyncConnection[DictRow]]) -> DatabaseStatus:
+async def database_status(pool: Pool) -> DatabaseStatus:
     """Read-only: safe on a database setup never ran on (everything shows as missing or pending)."""
     async with pool.connection() as conn:
         version = await (await conn.execute("SHOW server_version")).fetchone()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow
-from psycopg_pool import AsyncConnectionPool
+from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
 
+from checkpoint.connections import Pool
 from checkpoint.metadata import REVIEW_KEY, USER_KEY
 
 __all__ = [
@@ -20,8 +19,6 @@ __all__ = [
     "pending_write_keys",
     "read_run_head",
 ]
-
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 
 @dataclass(frozen=True)
@@ -102,10 +99,6 @@ async def discard_run(pool: Pool, thread_id: str, head_id: str | None, head_writ
             )
 
 
-INTERRUPT_CHANNEL = "__interrupt__"
-RESUME_CHANNEL = "__resume__"
-
-
 @dataclass(frozen=True)
 class RunHead:
     """A thread's latest checkpoint as a run finds it: what to undo back to if the run fails."""
@@ -153,5 +146,5 @@ async def read_run_head(pool: Pool, thread_id: str) -> RunHead:
         write_keys=writes,
         user_id=first["user_id"] or None,
         review_memory=None if review is None else review == "true",
-        interrupted=INTERRUPT_CHANNEL in channels and RESUME_CHANNEL not in channels,
+        interrupted=INTERRUPT in channels and RESUME not in channels,
     )
