@@ -12,18 +12,17 @@ from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import PostgresIndexConfig
 from psycopg import AsyncConnection, OperationalError
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
+from checkpoint.connections import Pool
 from checkpoint.migrations import apply_migrations
 from checkpoint.saver import ConvomemSaver
 from checkpoint.serde import make_serializer
 from nodes.errors import DatabaseUnavailable
 
-__all__ = ["Persistence", "describe_url", "open_persistence", "setup_database"]
-
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
+__all__ = ["Persistence", "Pool", "describe_url", "open_persistence", "setup_database"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +44,13 @@ def describe_url(url: str) -> str:
     return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
+def _unreachable(url: str) -> DatabaseUnavailable:
+    return DatabaseUnavailable(
+        f"Cannot reach Postgres at {describe_url(url)}: check DATABASE_URL "
+        "(or unset it to use the embedded server)."
+    )
+
+
 @asynccontextmanager
 async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> AsyncIterator[Pool]:
     """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
@@ -52,10 +58,7 @@ async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> A
         probe = await AsyncConnection.connect(url, connect_timeout=max(int(timeout), 1))
         await probe.close()
     except OperationalError as error:
-        raise DatabaseUnavailable(
-            f"Cannot reach Postgres at {describe_url(url)}: check DATABASE_URL "
-            "(or unset it to use the embedded server)."
-        ) from error
+        raise _unreachable(url) from error
     pool: Pool = AsyncConnectionPool(
         url,
         min_size=1,
@@ -70,10 +73,7 @@ async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> A
         await pool.open(wait=True, timeout=timeout)
     except (PoolTimeout, OperationalError) as error:
         await pool.close()
-        raise DatabaseUnavailable(
-            f"Cannot reach Postgres at {describe_url(url)}: check DATABASE_URL "
-            "(or unset it to use the embedded server)."
-        ) from error
+        raise _unreachable(url) from error
     try:
         yield pool
     finally:

@@ -11,11 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import AnyMessage, BaseMessage, message_to_dict, messages_from_dict
-from psycopg import AsyncConnection
-from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
 
+from checkpoint.connections import Pool
 from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import try_thread_lock_in_transaction
 from checkpoint.metadata import USER_KEY
@@ -42,8 +40,6 @@ __all__ = [
     "search_transcript",
     "user_stats",
 ]
-
-Pool = AsyncConnectionPool[AsyncConnection[DictRow]]
 
 TRANSCRIPT_DDL = (
     """
@@ -93,14 +89,13 @@ INSERT_SQL = """
 """
 """The working set is archived every turn: rows already kept are skipped before their search vector is
 computed or a position drawn; ON CONFLICT covers two writers racing on one new message."""
-READ_SQL = """
+ENTRIES_SQL = """
     SELECT position, thread_id, message_id, user_id, role, content, message, tokens, created_at
-    FROM convomem_transcript WHERE thread_id = %s ORDER BY position
+    FROM convomem_transcript WHERE {where} ORDER BY position
 """
-MESSAGES_SQL = """
-    SELECT position, thread_id, message_id, user_id, role, content, message, tokens, created_at
-    FROM convomem_transcript WHERE user_id = %s AND message_id = ANY(%s) ORDER BY position
-"""
+"""The columns `_entries` reads, for every query of whole transcript entries."""
+READ_SQL = ENTRIES_SQL.format(where="thread_id = %s")
+MESSAGES_SQL = ENTRIES_SQL.format(where="user_id = %s AND message_id = ANY(%s)")
 SEARCH_SQL = """
     WITH q AS (SELECT websearch_to_tsquery(%(language)s::regconfig, %(query)s) AS query),
     hits AS (
