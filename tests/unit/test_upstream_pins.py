@@ -8,9 +8,12 @@ tests/integration/test_upstream_pins.py.
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import importlib.util
 import inspect
 import re
+from pathlib import Path
 from typing import Any, cast
 
 from langchain_core.language_models import BaseChatModel
@@ -25,9 +28,12 @@ from langgraph.checkpoint.postgres.base import (
     _build_delta_stage1_sql,
     _keep_latest,
 )
+from langgraph.graph import START, StateGraph
 from langgraph.graph.message import _messages_delta_reducer
+from langgraph.pregel import Pregel
 from langgraph.store.base.batch import AsyncBatchedBaseStore
 from psycopg.types.json import Jsonb
+from typing_extensions import TypedDict
 
 from checkpoint.delta import DELTA_CHANNELS_SQL
 from checkpoint.saver import SELECT_SQL, ConvomemSaver
@@ -261,3 +267,46 @@ def test_chat_model_hooks_the_bench_model_overrides() -> None:
         parameters = list(inspect.signature(hook).parameters)
         assert parameters[:4] == ["self", "messages", "stop", "run_manager"] and parameters[-1] == "kwargs"
     assert re.search(r"def _llm_type\(self\) -> str", inspect.getsource(BaseChatModel))
+
+
+# --------------------------------------------------------------------------- graphs/
+
+
+class Counter(TypedDict):
+    count: int
+
+
+def test_a_compiled_graph_is_rebuilt_from_its_attributes_as_pregel_copy_does() -> None:
+    """graphs/conversation.py `compile_graph` makes its TurnGraph subclass from a compiled graph's
+    `__dict__` (less `__orig_class__`), as upstream's Pregel.copy does: every attribute must still be a
+    constructor argument."""
+    body = [line.strip() for line in inspect.getsource(Pregel.copy).splitlines()[1:] if line.strip()]
+    assert body == [
+        'attrs = {k: v for k, v in self.__dict__.items() if k != "__orig_class__"}',
+        "attrs.update(update or {})",
+        "return self.__class__(**attrs)",
+    ]
+    builder = StateGraph(Counter)
+    builder.add_node("step", lambda state: {"count": state["count"] + 1})
+    builder.add_edge(START, "step")
+    compiled = builder.compile(name="pin")
+    attrs = {key: value for key, value in compiled.__dict__.items() if key != "__orig_class__"}
+    rebuilt = type(compiled)(**attrs)
+    assert rebuilt.name == "pin" and rebuilt.invoke({"count": 1}) == {"count": 2}
+
+
+def test_the_server_marks_a_run_whose_request_gave_a_context() -> None:
+    """graphs/run_requests.py checks a context strictly only when langgraph-api's private
+    `__context_provided__` marker is in the run's configurable: create_valid_run must set it (when the
+    request has a context) before Runs.put hands the run to the auth handlers."""
+    spec = importlib.util.find_spec("langgraph_api.models.run")  # read, not imported: it wants a server
+    assert spec is not None and spec.origin is not None
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    [function] = [
+        node
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.AsyncFunctionDef) and node.name == "create_valid_run"
+    ]
+    source = ast.get_source_segment(text, function) or ""
+    marked = source.index('configurable["__context_provided__"] = True')
+    assert source.rindex("if context:", 0, marked) < marked < source.index("Runs.put(")
