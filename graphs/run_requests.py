@@ -46,7 +46,9 @@ async def check_run_request(value: dict[str, Any]) -> None:
     kwargs = value.get("kwargs") or {}
     configurable = dict((kwargs.get("config") or {}).get("configurable") or {})
     try:
-        # A request's own context is strict; one the server copied from `configurable` is not.
+        # A request's own context is strict; one the server copied from `configurable` is not. The
+        # `__context_provided__` marker is langgraph-api's private detail, pinned by
+        # tests/unit/test_upstream_pins.py::test_the_server_marks_a_run_whose_request_gave_a_context.
         check_context(kwargs.get("context"), strict=bool(configurable.get("__context_provided__")))
         command = kwargs.get("command")
         graph_input = Command(resume=check_command(command).resume) if command else kwargs.get("input")
