@@ -1,0 +1,145 @@
+"""The memory commands: what is remembered about a user, every message ever exchanged, and forgetting."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from checkpoint.transcript import MAX_SEARCH_RESULTS, TranscriptEntry
+from graphs.cli import Thread, User, reported_errors, run_with
+from nodes.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from graphs.api import Convomem
+
+__all__ = ["memory_commands"]
+
+memory_commands = typer.Typer()
+
+
+@memory_commands.command()
+def entities(
+    user: User = None,
+    entity_type: Annotated[
+        str | None,
+        typer.Option("--type", "-t", help="Only this type: PERSON, ORG, LOC, TECH..."),
+    ] = None,
+) -> None:
+    """What the assistant remembers about a user, most mentioned first."""
+    from graphs.cli_render import render_entities
+
+    run_with(lambda cm: cm.entities(user, entity_type=entity_type), show=render_entities)
+
+
+@memory_commands.command()
+def entity(
+    name: Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")],
+    user: User = None,
+) -> None:
+    """One entity: its record and every message that mentioned it, across threads."""
+    from graphs.cli_render import render_entity
+
+    run_with(lambda cm: cm.entity(name, user), show=render_entity)
+
+
+@memory_commands.command()
+def profile(user: User = None) -> None:
+    """The user's profile: name, language, style, interests, and facts with their history."""
+    from graphs.cli_render import render_profile
+
+    run_with(lambda cm: cm.profile(user), show=render_profile)
+
+
+@memory_commands.command()
+def search(
+    query: Annotated[str, typer.Argument(help='Words to find; "a phrase", or, -word work as on the web.')],
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's messages.")] = None,
+    thread: Annotated[str | None, typer.Option("--thread", "-t", help="Only this thread.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=MAX_SEARCH_RESULTS)] = 20,
+) -> None:
+    """Search every message ever exchanged, summarized ones too; best matches first."""
+    from graphs.cli_render import render_search
+
+    run_with(lambda cm: cm.search(query, user_id=user, thread_id=thread, limit=limit), show=render_search)
+
+
+async def _transcript_and_working_set(cm: Convomem, thread: str) -> tuple[list[TranscriptEntry], set[str]]:
+    """The whole transcript, and the ids of the messages the thread still holds (not yet summarized)."""
+    entries = await cm.transcript(thread)
+    working_set = {m.id for m in (await cm.state(thread)).values.get("messages") or [] if m.id}
+    return entries, working_set
+
+
+@memory_commands.command()
+def transcript(thread: Thread) -> None:
+    """A thread's whole conversation, including the messages folded into its summary."""
+    from graphs.cli_render import render_transcript
+
+    run_with(
+        lambda cm: _transcript_and_working_set(cm, thread),
+        show=lambda found: render_transcript(thread, *found),
+    )
+
+
+@memory_commands.command()
+def stats(user: User = None) -> None:
+    """A user's conversations, messages, tokens and remembered entities."""
+    from graphs.cli_render import render_stats
+
+    run_with(lambda cm: cm.stats(user), show=render_stats)
+
+
+def _user_to_forget(user: str | None) -> str:
+    from checkpoint.ids import validate_user_id
+
+    if user is None:
+        raise InvalidInput("Say whom to forget: `convomem forget --user USER [--entity NAME]`.")
+    return validate_user_id(user)
+
+
+def _confirm(question: str) -> bool:
+    """typer.confirm, with end of input (nobody to answer) taken as no."""
+    from graphs.cli_render import console
+
+    try:
+        return typer.confirm(question, default=False)
+    except typer.Abort:
+        console.print()
+        return False
+
+
+async def _forget(cm: Convomem, user: str, entity: str | None, yes: bool) -> None:
+    """One entity at once; a whole user after a yes (exit 1 when the answer is no)."""
+    from rich.text import Text
+
+    from graphs.cli_render import console, render_forget
+
+    if entity is not None:
+        forgotten = await cm.forget_entity(entity, user)
+        console.print(Text(f"forgot {forgotten.type} {forgotten.value!r} of user {user!r}"))
+        return
+    if not yes:
+        found = await cm.stats(user)
+        question = (
+            f"Forget user {user!r} for good: {found.conversations} conversations, "
+            f"{found.messages} messages, {found.entities} entities?"
+        )
+        if not _confirm(question):
+            console.print("nothing deleted (--yes skips the question)")
+            raise typer.Exit(1)
+    render_forget(await cm.forget(user))
+
+
+@memory_commands.command()
+def forget(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="The user to forget entirely.")] = None,
+    entity: Annotated[
+        str | None, typer.Option("--entity", "-e", help="Forget only this entity of the user.")
+    ] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete everything kept about a user (transcript, memories, threads), or with --entity one entity."""
+    with reported_errors():
+        forgotten = _user_to_forget(user)
+    run_with(lambda cm: _forget(cm, forgotten, entity, yes))
