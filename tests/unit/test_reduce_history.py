@@ -116,3 +116,53 @@ async def test_without_an_archive_folded_messages_are_only_removed() -> None:
     await graph.ainvoke(None, CONFIG)
 
     assert ids(await graph.aget_state(CONFIG)) == ["h2", "a2"]
+
+
+# --- compaction every `compact_every` turns -------------------------------------------------------------
+
+
+class RecordingCompact:
+    """Remembers the threads it compacted; fails when told to."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.threads: list[str] = []
+        self.fail = fail
+
+    async def __call__(self, thread_id: str) -> None:
+        self.threads.append(thread_id)
+        if self.fail:
+            raise ConnectionError("database went away")
+
+
+def compacting_graph(compact: RecordingCompact, every: int) -> CompiledStateGraph[Any, Any, Any, Any]:
+    builder = StateGraph(State, context_schema=Context)
+    builder.add_node("reduce_history", make_reduce_history(compact=compact, compact_every=every))
+    builder.add_edge(START, "reduce_history")
+    builder.add_edge("reduce_history", END)
+    return builder.compile(checkpointer=InMemorySaver())
+
+
+async def turns_of(graph: CompiledStateGraph[Any, Any, Any, Any], count: int) -> int:
+    for n in range(count):
+        await graph.ainvoke({"messages": [HumanMessage(f"turn {n}", id=f"h{n}")]}, CONFIG)
+    return int((await graph.aget_state(CONFIG)).values["turns"])
+
+
+async def test_every_nth_turn_of_a_thread_ends_by_compacting_it() -> None:
+    compact = RecordingCompact()
+    assert await turns_of(compacting_graph(compact, every=3), 7) == 7
+    assert compact.threads == ["t", "t"]  # after turns 3 and 6
+
+
+async def test_compact_every_zero_never_compacts() -> None:
+    compact = RecordingCompact()
+    assert await turns_of(compacting_graph(compact, every=0), 4) == 4
+    assert compact.threads == []
+
+
+async def test_a_failed_compaction_costs_only_the_saving() -> None:
+    compact = RecordingCompact(fail=True)
+    graph = compacting_graph(compact, every=1)
+    assert await turns_of(graph, 2) == 2
+    assert compact.threads == ["t", "t"]
+    assert (await graph.aget_state(CONFIG)).next == ()
