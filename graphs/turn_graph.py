@@ -20,6 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
 from psycopg import OperationalError
 
+from checkpoint.ids import validate_user_id
 from checkpoint.metadata import REVIEW_KEY, USER_KEY
 from checkpoint.persistence import Pool
 from checkpoint.threads import RunHead, discard_run, read_run_head
@@ -175,7 +176,9 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         return self.rules
 
     def _resolved(self, asked: Context, checked: CheckedInput, head: RunHead | None) -> Context:
-        user = asked.user_id or (head.user_id if head else None) or self._rules().config.user_id
+        user = validate_user_id(
+            asked.user_id or (head.user_id if head else None) or self._rules().config.user_id
+        )
         if asked.review_memory is not None:
             review = asked.review_memory
         else:
