@@ -109,6 +109,15 @@ async def test_a_bad_context_is_refused_before_anything_is_written(context: Any)
     assert model.count() == 0
 
 
+async def test_an_invalid_configured_user_is_refused_before_anything_is_written() -> None:
+    """GraphConfig does not validate user ids (nodes cannot import checkpoint.ids): the run does."""
+    graph, model = ruled(user_id="../etc")
+    with pytest.raises(InvalidInput, match="Invalid user id"):
+        await graph.ainvoke(GOOD, CONFIG)
+    assert (await checkpoints(graph), model.count()) == (0, 0)
+    await graph.ainvoke(GOOD, CONFIG, context={"user_id": "ann"})  # a valid user named per run works
+
+
 async def test_an_unknown_context_field_changes_nothing_on_the_graph() -> None:
     """The graph cannot tell a caller's context from the `configurable` LangGraph Server copies into it
     when a request has none, so it ignores unknown fields (check_context(strict=False)); what a run may
