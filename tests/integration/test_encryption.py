@@ -26,9 +26,9 @@ from langgraph.types import Command
 from checkpoint.persistence import open_persistence
 from checkpoint.saver import ConvomemSaver
 from checkpoint.serde import CheckpointDataRefused, SealInlineValues, make_serializer
-from graphs.conversation import build_graph
+from graphs.conversation import build_graph, compile_graph
 from graphs.models import shared_chat_model
-from graphs.settings import Settings
+from graphs.settings import Settings, graph_config
 from nodes.errors import ConfigError
 from nodes.state import Context
 from tests.integration.support import rows
@@ -44,8 +44,9 @@ INTRODUCTION = f"My name is {SECRET}. {FILLER}"
 the filler pushes the working set (64 tokens) over budget, so the turn also folds a summary."""
 TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 THREAD: RunnableConfig = {"configurable": {"thread_id": "t"}}
-REVIEW = Context(user_id="u1", review_memory=True, working_set_tokens=64)
-PLAIN = Context(user_id="u1", working_set_tokens=64)
+REVIEW = Context(user_id="u1", review_memory=True)
+PLAIN = Context(user_id="u1")
+WORKING_SET_TOKENS = 64
 
 
 def sealing_saver_class() -> type[ConvomemSaver]:
@@ -61,11 +62,11 @@ async def open_graph(
 ) -> AsyncIterator[Graph]:
     """The conversation graph on the test database, its saver's serializer made for `key` (what the
     wiring of CONVOMEM_ENCRYPTION_KEY builds); the fake model answers over HTTP."""
+    config = graph_config(settings.model_copy(update={"working_set_tokens": WORKING_SET_TOKENS}))
     async with open_persistence(cast(str, settings.database_url)) as opened:
         saver = (saver_class or sealing_saver_class())(opened.pool, serde=make_serializer(encryption_key=key))
-        yield build_graph(shared_chat_model(settings), max_attempts=settings.model_retries).compile(
-            checkpointer=saver, store=opened.store, name="convomem"
-        )
+        builder = build_graph(config, shared_chat_model(settings))
+        yield compile_graph(builder, None, checkpointer=saver, store=opened.store)
 
 
 async def say(graph: Graph, text: str, context: Context = PLAIN) -> dict[str, Any]:

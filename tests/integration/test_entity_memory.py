@@ -258,6 +258,7 @@ async def test_semantic_resolution_on_pgvector(
             [{"type": kind, "value": value}],
             message_ids=[f"m{n}"],
             thread_id="t",
+            now=f"2026-01-01T00:00:0{n}+00:00",
             semantic=True,
             semantic_threshold=0.7,
         )

@@ -81,9 +81,9 @@ async def test_load_memory_on_postgres_finds_the_named_and_the_recent_entities(
     await remember(persistence, "Acme")
     await remember(persistence, *(f"Filler {n:03d}" for n in range(RECENT + 30)), mentions=5)
     await remember(persistence, "Zeta Labs")  # updated last: the newest of the recent window
-    update = await make_load_memory()(
+    update = await make_load_memory(memory_tokens=400)(
         {"messages": [HumanMessage("how is acme doing?", id="h1")]},
-        runtime=Runtime(context=Context(user_id="u1", memory_tokens=400), store=store),
+        runtime=Runtime(context=Context(user_id="u1"), store=store),
     )
     assert update["memory_context"].startswith(f"{PROFILE_HEADER}\n- name: Ada")
     assert update["memory_keys"][0] == "Acme"
