@@ -10,7 +10,7 @@ from graphs.api import Convomem, open_convomem
 from graphs.settings import Settings
 from nodes.errors import InvalidInput, NothingToResume
 from tests.fake_openai import FakeOpenAIServer
-from tests.integration.support import checkpoint_ids, finish, rows
+from tests.integration.support import checkpoint_ids, finish, message_texts, rows
 
 INTRODUCTION = "My name is Alice and I work at Acme."
 PROPOSED = {"Alice", "Acme"}
@@ -234,14 +234,22 @@ async def test_breakpoint_on_a_later_turn_reports_no_reply(app: Convomem) -> Non
     assert paused.reply is None
 
 
-async def test_new_message_while_paused_at_a_breakpoint_is_refused(
+async def test_new_message_while_paused_at_a_breakpoint_supersedes_the_stopped_turn(
     app: Convomem, fake_model: FakeOpenAIServer, database_url: str
 ) -> None:
+    """Only a pending interrupt (a review) refuses messages; a turn stopped at a breakpoint is superseded:
+    the new message joins it and one reply answers both, on the same line of history."""
     await app.send("t", "I work at Acme.", interrupt_before=["respond"])
     before = checkpoint_ids(database_url, "t")
-    with pytest.raises(InvalidInput):
-        await app.send("t", "another message")
-    assert checkpoint_ids(database_url, "t") == before
+    assert fake_model.requests_of("respond") == []
+    ended = await app.send("t", "another message")
+    assert ended.next_nodes == () and ended.reply is not None
+    humans = message_texts((await app.state("t")).values["messages"], "human")
+    assert humans == ["I work at Acme.", "another message"]
+    [request] = fake_model.requests_of("respond")
+    assert message_texts(request["messages"], "user") == humans
+    assert checkpoint_ids(database_url, "t")[: len(before)] == before
+    assert await app.entities() != []  # the superseded message was extracted with the new one
 
 
 # ----------------------------------------------------------------------------- nothing to resume
