@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -23,6 +24,9 @@ __all__ = [
     "Thread",
     "User",
     "app",
+    "conversation_commands",
+    "database_app",
+    "memory_commands",
     "print_error",
     "read_settings",
     "reported_errors",
@@ -39,6 +43,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+# The command tree is declared here, its areas in the order --help lists them; each area module defines
+# its commands on its group (see _define_area_commands). Groups without a name add their commands to the root.
+conversation_commands = typer.Typer()
+"""chat, resume, threads, history, replay, fork: graphs/cli_conversation.py."""
+memory_commands = typer.Typer()
+"""entities, entity, profile, search, transcript, stats, forget: graphs/cli_memory.py."""
+demo_commands = typer.Typer()
+"""`demo`, defined below: a group of its own only so that --help lists it after the memory commands."""
+database_app = typer.Typer(help="The database: setup, status, stop.", no_args_is_help=True)
+"""`convomem db`: graphs/cli_database.py."""
+app.add_typer(conversation_commands)
+app.add_typer(memory_commands)
+app.add_typer(demo_commands)
+app.add_typer(database_app, name="db")
 
 Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
@@ -138,10 +157,6 @@ def run_with_database(
     run_with_settings(with_database)
 
 
-demo_commands = typer.Typer()
-"""`demo` alone: a group of its own only so that --help lists it after the memory commands."""
-
-
 @demo_commands.command()
 def demo() -> None:
     """A scripted tour: memory across threads, a memory review, a killed process resumed, a replay."""
@@ -150,25 +165,24 @@ def demo() -> None:
     run_with_settings(run_demo)
 
 
-def _register_areas() -> None:
-    """Add each area's commands to the root app, in --help order.
+_AREA_MODULES = ("graphs.cli_conversation", "graphs.cli_memory", "graphs.cli_database")
 
-    The areas import this module's options and helpers, so this runs once they are all defined.
+
+def _define_area_commands() -> None:
+    """Import the area modules, which define their commands on the groups above.
+
+    They import this module's options and helpers, so this runs at its end; an area module imported first
+    works too, since importing a module that is still loading returns it as it stands.
     """
-    from graphs.cli_conversation import conversation_commands
-    from graphs.cli_database import database_app
-    from graphs.cli_memory import memory_commands
-
-    for commands in (conversation_commands, memory_commands, demo_commands):
-        app.add_typer(commands)  # without a name: the commands join the root
-    app.add_typer(database_app, name="db")
+    for module in _AREA_MODULES:
+        importlib.import_module(module)
 
 
 if __name__ == "__main__":
-    # `python -m graphs.cli` runs this file as `__main__`, a second copy the areas never import: run the
-    # app of `graphs.cli`, where they register.
-    from graphs.cli import app as registered_app
+    # `python -m graphs.cli` runs this file as `__main__`, a copy the area modules never see (they import
+    # `graphs.cli`): run the app of `graphs.cli`, whose groups they fill.
+    from graphs.cli import app as defined_app
 
-    registered_app()
+    defined_app()
 else:
-    _register_areas()
+    _define_area_commands()

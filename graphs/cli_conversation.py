@@ -11,7 +11,17 @@ import typer
 from rich.markup import escape
 
 from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
-from graphs.cli import BusyTimeout, Checkpoint, OnBusy, Thread, User, print_error, reported_errors, run_with
+from graphs.cli import (
+    BusyTimeout,
+    Checkpoint,
+    OnBusy,
+    Thread,
+    User,
+    conversation_commands,
+    print_error,
+    reported_errors,
+    run_with,
+)
 from graphs.events import PendingInterrupt, TurnEvent
 from nodes.errors import InvalidInput
 
@@ -19,9 +29,7 @@ if TYPE_CHECKING:
     from graphs.api import Convomem
     from graphs.settings import Durability
 
-__all__ = ["conversation_commands"]
-
-conversation_commands = typer.Typer()
+__all__ = ["chat", "fork", "history", "replay", "resume", "threads"]
 
 StartTurn = Callable[["Convomem", dict[str, Any]], AsyncIterator[TurnEvent]]
 """Starts a turn on convomem with the checked --on-busy options."""
@@ -181,8 +189,7 @@ def chat(
     if one_shot is None:
         run_with(lambda cm: _session(cm, thread, user, options))
     else:
-        text = one_shot
-        run_with(lambda cm: _converse(cm, thread, user, text, options))
+        run_with(lambda cm: _converse(cm, thread, user, one_shot, options))
 
 
 @conversation_commands.command()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 
-from graphs.cli import reported_errors, run_with_database, run_with_settings
+from graphs.cli import database_app, reported_errors, run_with_database, run_with_settings
 from nodes.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -14,9 +14,7 @@ if TYPE_CHECKING:
     from checkpoint.retention import Strategy
     from graphs.settings import Settings
 
-__all__ = ["database_app"]
-
-database_app = typer.Typer(help="The database: setup, status, stop.", no_args_is_help=True)
+__all__ = ["compact_old_turns", "prune_idle_threads", "setup_tables", "show_status", "stop_server"]
 
 
 async def _where(settings: Settings) -> str:

@@ -7,15 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from checkpoint.transcript import MAX_SEARCH_RESULTS, TranscriptEntry
-from graphs.cli import Thread, User, reported_errors, run_with
+from graphs.cli import Thread, User, memory_commands, reported_errors, run_with
 from nodes.errors import InvalidInput
 
 if TYPE_CHECKING:
     from graphs.api import Convomem
 
-__all__ = ["memory_commands"]
-
-memory_commands = typer.Typer()
+__all__ = ["entities", "entity", "forget", "profile", "search", "stats", "transcript"]
 
 
 @memory_commands.command()
@@ -141,5 +139,5 @@ def forget(
 ) -> None:
     """Delete everything kept about a user (transcript, memories, threads), or with --entity one entity."""
     with reported_errors():
-        forgotten = _user_to_forget(user)
-    run_with(lambda cm: _forget(cm, forgotten, entity, yes))
+        whom = _user_to_forget(user)
+    run_with(lambda cm: _forget(cm, whom, entity, yes))
