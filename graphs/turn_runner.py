@@ -7,6 +7,7 @@ thread across processes (checkpoint.locks) with the on-busy strategies, and even
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from langgraph.types import StateSnapshot
 from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, hold_thread
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.persistence import Pool
-from checkpoint.threads import discard_run, read_run_head
+from checkpoint.threads import RunHead, discard_run, read_run_head
 from graphs.events import PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
 from graphs.settings import Durability
 from graphs.turn_graph import TurnGraph
@@ -27,6 +28,8 @@ from nodes.errors import RunCancelled
 from nodes.state import Context
 
 __all__ = ["RunPlan", "TurnRunner", "interrupts_of", "thread_config"]
+
+_log = logging.getLogger("convomem.turn")
 
 Plan = Callable[[ThreadWriter], Awaitable["RunPlan"]]
 
@@ -93,13 +96,29 @@ class TurnRunner:
         async with hold_thread(
             self.lock_pool, thread_id, on_busy=on_busy, busy_timeout=busy_timeout
         ) as writer:
-            planned = await plan(writer)
-            async for event in self._run(planned, writer):
-                yield event
+            # The head before the plan: a fork's plan writes its branch, which a failed run must not keep.
+            head = await read_run_head(self.pool, thread_id)
+            try:
+                planned = await plan(writer)
+                async for event in self._run(planned, writer, head):
+                    yield event
+            except RunCancelled as error:
+                if not error.kept_progress:  # rolled back by a newer message: undo what this run wrote
+                    await self._undo(thread_id, head)
+                raise
+            except Exception:
+                await self._undo(thread_id, head)
+                raise
 
-    async def _run(self, run: RunPlan, writer: ThreadWriter) -> AsyncIterator[TurnEvent]:
+    async def _undo(self, thread_id: str, head: RunHead) -> None:
+        """Back to the head the run found (the graph undid its own run; this also drops a fork's branch)."""
+        try:
+            await discard_run(self.pool, thread_id, head.checkpoint_id, head.write_keys)
+        except Exception as error:  # the database is down: the next turn supersedes what is left
+            _log.warning("could not undo the failed run on thread %r: %s", thread_id, error)
+
+    async def _run(self, run: RunPlan, writer: ThreadWriter, head: RunHead) -> AsyncIterator[TurnEvent]:
         thread_id = writer.thread_id
-        head = await read_run_head(self.pool, thread_id)
         run_id = str(uuid.uuid4())
         writer.start_run(run_id, head.checkpoint_id)
         run_config: RunnableConfig = {**run.config, "metadata": {RUN_ID_KEY: run_id}}
@@ -112,16 +131,11 @@ class TurnRunner:
             interrupt_before=list(run.interrupt_before) or None,
             interrupt_after=list(run.interrupt_after) or None,
         )
-        try:
-            async for mode, payload in writer.stream(
-                cast(AsyncGenerator[tuple[str, Any], None], events), step_done=_is_step_done
-            ):
-                if mode == "messages" and _is_reply_token(*payload):
-                    yield ReplyToken(cast(AIMessageChunk, payload[0]).text)
-        except RunCancelled as error:
-            if not error.kept_progress:  # rolled back by a newer message: undo what this run wrote
-                await discard_run(self.pool, thread_id, head.checkpoint_id, head.write_keys)
-            raise
+        async for mode, payload in writer.stream(
+            cast(AsyncGenerator[tuple[str, Any], None], events), step_done=_is_step_done
+        ):
+            if mode == "messages" and _is_reply_token(*payload):
+                yield ReplyToken(cast(AIMessageChunk, payload[0]).text)
         snapshot = await self.graph.aget_state(thread_config(thread_id))
         yield TurnEnded(
             reply=_last_reply(snapshot),
