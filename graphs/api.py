@@ -23,7 +23,7 @@ from checkpoint.threads import ThreadSummary, list_threads
 from graphs.composition import open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
-from graphs.events import CheckpointInfo, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
+from graphs.events import CheckpointInfo, PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
 from graphs.input_rules import check_message_text
 from graphs.memory_api import EntityMentions, MemoryApi
 from graphs.settings import Durability, Settings
@@ -42,6 +42,7 @@ from nodes.errors import (
     TooManyRuns,
     UnknownCheckpoint,
 )
+from nodes.review import REVIEW_ANSWERS
 from nodes.state import Context
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "NothingToResume",
     "OnBusy",
     "PendingInterrupt",
+    "ReplyDone",
     "ReplyToken",
     "RunCancelled",
     "Settings",
@@ -116,9 +118,11 @@ class Convomem(MemoryApi):
         durability: Durability | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
+        reply_done: bool = False,
     ) -> AsyncIterator[TurnEvent]:
         """Send one user message and stream the reply; the thread is untouched if the turn fails.
 
+        `reply_done` adds a ReplyDone event when the reply is saved, before the memory work.
         `durability` overrides the setting for this run ("sync" writes each checkpoint before the next
         step; "async" overlaps the write with the next step; "exit" writes only when the run stops).
         A thread waiting for an answer to an interrupt refuses new messages; an unfinished turn (a killed
@@ -131,7 +135,13 @@ class Convomem(MemoryApi):
 
         async def plan(writer: ThreadWriter) -> RunPlan:
             return RunPlan(
-                {"messages": [message]}, config, context, interrupt_before, interrupt_after, durability
+                {"messages": [message]},
+                config,
+                context,
+                interrupt_before,
+                interrupt_after,
+                durability,
+                reply_done=reply_done,
             )
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
@@ -151,13 +161,20 @@ class Convomem(MemoryApi):
         """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
 
         The run goes on as it started: same user, same review setting (kept in checkpoint metadata).
+        A memory review needs an answer (nodes.review.decide_review lists them): `value` None never
+        approves, it is refused.
         """
         config = self.config(thread_id)
 
         async def plan(writer: ThreadWriter) -> RunPlan:
             snapshot = await self.state(thread_id)
+            if snapshot.interrupts and value is None:
+                raise InvalidInput(
+                    f"Thread {thread_id!r} waits for an answer to its memory review: give {REVIEW_ANSWERS} "
+                    f"(`convomem pending --thread {thread_id}` shows it)."
+                )
             if snapshot.interrupts:
-                graph_input: Any = Command(resume="approve" if value is None else value)
+                graph_input: Any = Command(resume=value)
             elif unfinished(snapshot):
                 graph_input = None
             else:

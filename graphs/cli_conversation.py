@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
-from rich.markup import escape
 
 from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
 from graphs.cli import (
@@ -18,18 +17,17 @@ from graphs.cli import (
     Thread,
     User,
     conversation_commands,
-    print_error,
     reported_errors,
     run_with,
 )
-from graphs.events import PendingInterrupt, TurnEvent
+from graphs.events import TurnEvent
 from nodes.errors import InvalidInput
 
 if TYPE_CHECKING:
     from graphs.api import Convomem
     from graphs.settings import Durability
 
-__all__ = ["chat", "fork", "history", "replay", "resume", "threads"]
+__all__ = ["chat", "fork", "history", "pending", "replay", "resume", "threads"]
 
 StartTurn = Callable[["Convomem", dict[str, Any]], AsyncIterator[TurnEvent]]
 """Starts a turn on convomem with the checked --on-busy options."""
@@ -65,89 +63,48 @@ def _busy_options(on_busy: str, busy_timeout: float) -> dict[str, Any]:
 
 
 def _review_answer(raw: str | None) -> Any:
-    """--value as JSON, or a bare word such as approve / reject."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        if raw.strip().isidentifier():
-            return raw.strip()
-        raise InvalidInput(f"--value is neither JSON nor a single word: {raw[:40]!r}.") from None
+    """--value as the prompt teaches it: approve, reject, numbers to keep, or a JSON list of entities."""
+    from nodes.review import read_review_answer
+
+    return None if raw is None else read_review_answer(raw)
 
 
 # -- a person at the terminal ---------------------------------------------------------------------------
-def _ask_review_answer(pending: tuple[PendingInterrupt, ...]) -> Any:
-    """Interactive answer to a memory review: approve, reject, or keep only some numbers."""
-    from graphs.cli_render import console
-
-    entities: list[Any] = next((p.value["entities"] for p in pending if isinstance(p.value, dict)), [])
-    while True:
-        answer = typer.prompt(
-            "remember these? [a]pprove / [r]eject / numbers to keep (e.g. 1,3)", default="a"
-        )
-        answer = answer.strip().lower()
-        if answer in ("a", "approve", "y", "yes"):
-            return "approve"
-        if answer in ("r", "reject", "n", "no"):
-            return "reject"
-        try:
-            keep = {int(part) for part in answer.split(",") if part.strip()}
-        except ValueError:
-            console.print("answer a, r, or numbers separated by commas")
-            continue
-        return [entity for index, entity in enumerate(entities, 1) if index in keep]
-
-
 async def _converse(cm: Convomem, thread: str, user: str | None, text: str, options: dict[str, Any]) -> None:
     """One message and its reply; at a terminal, memory reviews are asked and answered on the spot."""
     from graphs.cli_render import stream_events
+    from graphs.cli_review import answer_reviews
+    from graphs.cli_session import Terminal
 
     final = await stream_events(cm.chat(thread, text, user_id=user, **options))
-    while final.interrupts and sys.stdin.isatty():
-        answer = _ask_review_answer(final.interrupts)
-        final = await stream_events(cm.resume(thread, answer, user_id=user))
+    if final.interrupts and sys.stdin.isatty():
+        term = Terminal(interactive=True)
+        await answer_reviews(cm, thread, user, final.interrupts, term.line, stream_events)
 
 
-async def _finish_pending(cm: Convomem, thread: str, user: str | None) -> None:
-    """A thread that waits (review, breakpoint, killed run) is shown first and answered or resumed."""
-    from graphs.api import unfinished
-    from graphs.cli_render import console, render_interrupts, stream_events
+async def _resume(cm: Convomem, thread: str, user: str | None, answer: Any, busy: dict[str, Any]) -> None:
+    """Without an answer a pending review is asked at a terminal and refused elsewhere, never approved."""
+    from graphs.cli_render import stream_events
+    from graphs.cli_review import answer_reviews, confirm_stored, memory_review, render_review
+    from graphs.cli_session import Terminal
+    from nodes.review import REVIEW_ANSWERS
 
-    snapshot = await cm.state(thread)
     pending = await cm.pending_interrupts(thread)
-    if pending:
-        render_interrupts(pending)
-        if sys.stdin.isatty():
-            await stream_events(cm.resume(thread, _ask_review_answer(pending), user_id=user))
-    elif unfinished(snapshot):
-        console.print(f"[yellow]this thread has an unfinished turn (next: {', '.join(snapshot.next)})[/]")
-        if sys.stdin.isatty() and typer.confirm("finish it now?", default=True):
-            await stream_events(cm.resume(thread, user_id=user))
-
-
-async def _session(cm: Convomem, thread: str, user: str | None, options: dict[str, Any]) -> None:
-    """Line after line until Ctrl-D or /quit; a refused message is reported and the session goes on."""
-    from graphs.cli_render import console
-
-    console.print(f"[bold]convomem[/] — thread [cyan]{escape(thread)}[/]; Ctrl-D or /quit to leave.")
-    await _finish_pending(cm, thread, user)
-    while True:
-        try:
-            text = input("you> ")
-        except EOFError:
-            return
-        except UnicodeDecodeError:
-            print_error("that line is not valid UTF-8; type it again.")
-            continue
-        if text.strip() == "/quit":
-            return
-        if not text.strip():
-            continue
-        try:
-            await _converse(cm, thread, user, text, options)
-        except InvalidInput as error:
-            print_error(error)
+    review = memory_review(pending)
+    if review is not None and answer is None:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"Thread {thread!r} waits for an answer to its memory review: add --value with "
+                f"{REVIEW_ANSWERS} (`convomem pending --thread {thread}` shows it)."
+            )
+        render_review(review)
+        term = Terminal(interactive=True)
+        run = lambda events: stream_events(events)  # noqa: E731
+        await answer_reviews(cm, thread, user, pending, term.line, run)
+        return
+    final = await stream_events(cm.resume(thread, answer, user_id=user, **busy))
+    if review is not None and not final.interrupts:
+        await confirm_stored(cm, thread, review, answer)
 
 
 def _stream_turn(on_busy: str, busy_timeout: float, start: StartTurn) -> None:
@@ -187,7 +144,9 @@ def chat(
         }
         one_shot = _read_stdin() if message == "-" else message
     if one_shot is None:
-        run_with(lambda cm: _session(cm, thread, user, options))
+        from graphs.cli_session import run_session
+
+        run_with(lambda cm: run_session(cm, thread, user, options))
     else:
         run_with(lambda cm: _converse(cm, thread, user, one_shot, options))
 
@@ -197,15 +156,39 @@ def resume(
     thread: Thread,
     user: User = None,
     value: Annotated[
-        str | None, typer.Option("--value", help="Answer to the interrupt: approve, reject or JSON.")
+        str | None,
+        typer.Option(
+            "--value", help="The review answer: approve, reject, numbers to keep (1,3) or a JSON entity list."
+        ),
     ] = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
-    """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short."""
+    """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
+
+    A memory review needs an answer: --value, or at a terminal the prompt; it is never approved by default.
+    """
     with reported_errors():
         answer = _review_answer(value)
-    _stream_turn(on_busy, busy_timeout, lambda cm, busy: cm.resume(thread, answer, user_id=user, **busy))
+        busy = _busy_options(on_busy, busy_timeout)
+    run_with(lambda cm: _resume(cm, thread, user, answer, busy))
+
+
+@conversation_commands.command()
+def pending(
+    thread: Thread, as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False
+) -> None:
+    """What a thread waits for: its memory review, numbered as `resume --value` keeps them, or its
+    unfinished turn."""
+    from graphs.cli_review import pending_report, render_pending, thread_pending
+
+    def show(found: tuple[dict[str, Any] | None, tuple[str, ...]]) -> None:
+        if as_json:
+            print(json.dumps(pending_report(thread, *found), ensure_ascii=False))
+        else:
+            render_pending(thread, *found)
+
+    run_with(lambda cm: thread_pending(cm, thread), show=show)
 
 
 @conversation_commands.command()

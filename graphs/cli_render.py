@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,15 @@ from checkpoint.transcript import (
     TranscriptEntry,
     UserStats,
 )
-from graphs.api import CheckpointInfo, EntityMentions, PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
+from graphs.api import (
+    CheckpointInfo,
+    EntityMentions,
+    PendingInterrupt,
+    ReplyDone,
+    ReplyToken,
+    TurnEnded,
+    TurnEvent,
+)
 from nodes.memory import EntityRecord
 from nodes.profile import UserProfile
 
@@ -49,8 +57,11 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, even in a pipe
 
 
-async def stream_events(events: Any, *, prefix: str = "assistant> ") -> TurnEnded:
-    """Print reply tokens as they arrive; return the run's final event."""
+async def stream_events(
+    events: Any, *, prefix: str = "assistant> ", on_reply_done: Callable[[], object] | None = None
+) -> TurnEnded:
+    """Print reply tokens as they arrive; return the run's final event. At ReplyDone the reply's line
+    ends and `on_reply_done` is called (the memory work goes on)."""
     started = False
     final: TurnEnded | None = None
     event: TurnEvent
@@ -60,6 +71,12 @@ async def stream_events(events: Any, *, prefix: str = "assistant> ") -> TurnEnde
                 console.print(prefix, end="", style="bold cyan")
                 started = True
             console.out(event.text, end="", highlight=False)
+        elif isinstance(event, ReplyDone):
+            if started:
+                console.print()
+                started = False
+            if on_reply_done is not None:
+                on_reply_done()
         else:
             final = event
     if started:
@@ -75,15 +92,12 @@ async def stream_events(events: Any, *, prefix: str = "assistant> ") -> TurnEnde
 
 
 def render_interrupts(interrupts: tuple[PendingInterrupt, ...]) -> None:
+    from graphs.cli_review import render_review
+
     for pending in interrupts:
         value = pending.value
         if isinstance(value, dict) and value.get("type") == "memory_review":
-            table = Table(title="Memory review: the assistant proposes to remember", title_justify="left")
-            for column in ("#", "type", "value", "context"):
-                table.add_column(column)
-            for index, entity in enumerate(value.get("entities", []), 1):
-                table.add_row(str(index), entity["type"], entity["value"], entity.get("context", ""))
-            console.print(table)
+            render_review(value)
         else:
             console.print(f"[yellow]interrupt[/] {json.dumps(value, default=str)}")
 

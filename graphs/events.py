@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckpointInfo", "PendingInterrupt", "ReplyToken", "TurnEnded", "TurnEvent"]
+__all__ = ["CheckpointInfo", "PendingInterrupt", "ReplyDone", "ReplyToken", "TurnEnded", "TurnEvent"]
 
 
 @dataclass(frozen=True)
@@ -13,6 +13,14 @@ class ReplyToken:
     """A piece of the assistant's reply as it streams."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class ReplyDone:
+    """The reply is complete and saved (respond's checkpoint); memory work goes on until TurnEnded.
+
+    Only a run asked for it (`chat(..., reply_done=True)`) yields it, once.
+    """
 
 
 @dataclass(frozen=True)
@@ -33,7 +41,7 @@ class TurnEnded:
     checkpoint_id: str | None
 
 
-TurnEvent = ReplyToken | TurnEnded
+TurnEvent = ReplyToken | ReplyDone | TurnEnded
 
 
 @dataclass(frozen=True)

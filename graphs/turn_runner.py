@@ -21,7 +21,7 @@ from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, hold_thread
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.persistence import Pool
 from checkpoint.threads import RunHead, discard_run, read_run_head
-from graphs.events import PendingInterrupt, ReplyToken, TurnEnded, TurnEvent
+from graphs.events import PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
 from graphs.settings import Durability
 from graphs.turn_graph import TurnGraph
 from nodes.errors import RunCancelled
@@ -44,6 +44,8 @@ class RunPlan:
     interrupt_before: Sequence[str] = ()
     interrupt_after: Sequence[str] = ()
     durability: Durability | None = None
+    reply_done: bool = False
+    """Yield ReplyDone once the reply is saved, before the memory work."""
 
 
 def thread_config(thread_id: str, checkpoint_id: str | None = None) -> RunnableConfig:
@@ -70,6 +72,14 @@ def _last_reply(snapshot: StateSnapshot) -> str | None:
 def _is_step_done(event: tuple[str, Any]) -> bool:
     """A "checkpoints" event: the previous step's state is saved, the next step not started."""
     return event[0] == "checkpoints"
+
+
+_MEMORY_NODES = ("extract_entities", "summarize")
+
+
+def _is_reply_saved(event: tuple[str, Any]) -> bool:
+    """respond's checkpoint: the reply is saved and the memory nodes are next."""
+    return event[0] == "checkpoints" and any(n in _MEMORY_NODES for n in event[1].get("next") or ())
 
 
 def _is_reply_token(chunk: Any, metadata: Any) -> bool:
@@ -120,6 +130,7 @@ class TurnRunner:
     async def _run(self, run: RunPlan, writer: ThreadWriter, head: RunHead) -> AsyncIterator[TurnEvent]:
         thread_id = writer.thread_id
         run_id = str(uuid.uuid4())
+        announce = run.reply_done
         writer.start_run(run_id, head.checkpoint_id)
         run_config: RunnableConfig = {**run.config, "metadata": {RUN_ID_KEY: run_id}}
         events = self.graph.astream(
@@ -136,6 +147,9 @@ class TurnRunner:
         ):
             if mode == "messages" and _is_reply_token(*payload):
                 yield ReplyToken(cast(AIMessageChunk, payload[0]).text)
+            elif announce and _is_reply_saved((mode, payload)):
+                announce = False
+                yield ReplyDone()
         snapshot = await self.graph.aget_state(thread_config(thread_id))
         yield TurnEnded(
             reply=_last_reply(snapshot),

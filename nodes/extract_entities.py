@@ -39,16 +39,15 @@ from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.profile import ProfileUpdate, update_profile
 from nodes.prompts import EXTRACTION_SYSTEM, REPAIR_REQUEST
 from nodes.resolution import MATCH_KINDS, SEMANTIC_THRESHOLD, index_names, resolve_entity
+from nodes.review import REVIEW_ANSWERS, decide_review
 from nodes.state import Clock, Context, Node, State, Update, memory_user
 
 __all__ = [
     "ENTITY_INDEX_FIELDS",
     "StoredEntities",
-    "apply_review",
     "check_review_answer",
     "make_extract_entities",
     "request_extraction",
-    "review_profile",
     "store_entities",
     "upsert_entities",
 ]
@@ -57,9 +56,6 @@ _log = logging.getLogger("convomem.extract")
 
 ENTITY_INDEX_FIELDS = ["value", "aliases[*]"]
 """What the store's vector index embeds per entity record when semantic resolution is on."""
-
-_APPROVALS = (True, "approve", "approved", "yes")
-_REJECTIONS = (False, None, "reject", "rejected", "no")
 
 
 def _no_call_reason(reply: Any) -> str:
@@ -119,41 +115,21 @@ async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[s
     return {"entities": [], "dropped": [], "error": error}
 
 
-def apply_review(decision: Any, proposed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the reviewer keeps: "approve" (or true) keeps all, "reject" (or false) none, a list replaces."""
-    if decision in _APPROVALS:
-        return proposed
-    if decision in _REJECTIONS:
-        return []
-    edited = decision.get("entities") if isinstance(decision, dict) else decision
-    if not isinstance(edited, list):
-        raise ValueError("a review answer is 'approve', 'reject' or a list of entities")
-    return [EntityCandidate.model_validate(item).model_dump() for item in edited]
-
-
-def review_profile(decision: Any, proposed: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The profile the reviewer keeps: all of it on approval; on an edited answer only a profile the
-    answer gives itself ({"entities": [...], "profile": {...}}): what is remembered is what was typed."""
-    if decision in _APPROVALS:
-        return proposed
-    if isinstance(decision, dict) and decision.get("profile") is not None:
-        profile = parse_profile(decision["profile"])
-        return profile.model_dump(exclude_defaults=True) if profile is not None else None
-    return None
-
-
 def check_review_answer(pending: Sequence[Any], answer: Any) -> None:
-    """Refuse, before anything runs, a review answer the node could not use (InvalidInput)."""
+    """Refuse, before anything runs, a review answer the node could not use (InvalidInput).
+
+    The answers and their meaning are nodes.review's; no answer at all is refused too, never approval.
+    """
     for interrupt_ in pending:
         value = getattr(interrupt_, "value", None)
         if isinstance(value, dict) and value.get("type") == "memory_review":
+            if answer is None:
+                raise InvalidInput(f"The memory review waits for an answer: give {REVIEW_ANSWERS}.")
             try:
-                apply_review(answer, value["entities"])
-                review_profile(answer, value.get("profile"))
+                decide_review(answer, value)
             except (ValueError, ValidationError) as error:
                 raise InvalidInput(
-                    f"Cannot use that review answer ({str(error).splitlines()[0]}): give approve, reject or "
-                    'a JSON list of entities like [{"type": "PERSON", "value": "Ada"}].'
+                    f"Cannot use that review answer ({str(error).splitlines()[0]}): give {REVIEW_ANSWERS}."
                 ) from None
 
 
@@ -304,8 +280,8 @@ def make_extract_entities(
                 "message_id": batch[-1].id,
                 "entities": entities,
             }
-            decision = interrupt(review if profile is None else {**review, "profile": profile})
-            entities, profile = apply_review(decision, entities), review_profile(decision, profile)
+            review = review if profile is None else {**review, "profile": profile}
+            entities, profile = decide_review(interrupt(review), review)
         now = clock().isoformat()
         stored = await store_entities(
             store,

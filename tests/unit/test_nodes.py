@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from nodes.config import GraphConfig
 from nodes.entity_index import index_entity
-from nodes.extract_entities import apply_review, request_extraction, upsert_entities
+from nodes.extract_entities import request_extraction, upsert_entities
 from nodes.load_memory import make_load_memory
 from nodes.memory import EntityRecord, entity_key
 from nodes.models import is_transient_model_error
@@ -343,35 +343,6 @@ async def test_request_extraction_records_model_errors_instead_of_failing_the_tu
 
     result = await request_extraction(Failing(messages=iter(())), "hi")
     assert result == {"entities": [], "dropped": [], "error": "model failed: APIConnectionError"}
-
-
-@pytest.mark.parametrize("decision", ["approve", "approved", "yes", True])
-def test_apply_review_approval_keeps_everything(decision: Any) -> None:
-    assert apply_review(decision, [ACME, BOB]) == [ACME, BOB]
-
-
-@pytest.mark.parametrize("decision", ["reject", "rejected", "no", False, None])
-def test_apply_review_rejection_keeps_nothing(decision: Any) -> None:
-    assert apply_review(decision, [ACME, BOB]) == []
-
-
-def test_apply_review_edited_list_replaces_the_proposal() -> None:
-    edited = [{"type": "person", "value": " Robert "}]
-    expected = [{"type": "PERSON", "value": "Robert", "context": "", "confidence": 0.8}]
-    assert apply_review(edited, [ACME, BOB]) == expected
-    assert apply_review({"entities": edited}, [ACME, BOB]) == expected
-    assert apply_review([], [ACME, BOB]) == []
-
-
-@pytest.mark.parametrize("decision", ["maybe", 3, {"decision": "approve"}])
-def test_apply_review_refuses_anything_else(decision: Any) -> None:
-    with pytest.raises(ValueError):
-        apply_review(decision, [ACME])
-
-
-def test_apply_review_validates_edited_entities() -> None:
-    with pytest.raises(ValidationError):
-        apply_review([{"type": "ORG", "value": ""}], [ACME])
 
 
 async def test_upsert_entities_writes_once_per_message_and_counts_new_messages() -> None:

@@ -10,7 +10,7 @@ import graphs.api
 PUBLIC_NAMES = [
     "MAX_CONCURRENT_RUNS", "CheckpointInfo", "ConfigError", "Context", "Convomem", "ConvomemError",
     "DatabaseUnavailable", "EntityMentions", "GraphConfig", "InvalidInput", "ModelUnavailable",
-    "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyToken", "RunCancelled", "Settings",
+    "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyDone", "ReplyToken", "RunCancelled", "Settings",
     "ThreadBusy", "TooManyRuns", "TurnEnded", "TurnEvent", "UnknownCheckpoint", "open_convomem",
     "unfinished",
 ]
