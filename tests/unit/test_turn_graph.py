@@ -186,8 +186,9 @@ async def test_a_pending_review_refuses_new_messages_and_bad_answers() -> None:
     before = await checkpoints(graph)
     with pytest.raises(InvalidInput, match="waits for an answer"):
         await graph.ainvoke(GOOD, CONFIG)
-    with pytest.raises(InvalidInput, match="review answer"):
-        await graph.ainvoke(Command(resume="maybe"), CONFIG)
+    for bad in ("maybe", 1, "yes", "1,7"):  # on every path (LangGraph Server too): 1 is not true
+        with pytest.raises(InvalidInput, match="review answer"):
+            await graph.ainvoke(Command(resume=bad), CONFIG)
     assert await checkpoints(graph) == before
     await graph.ainvoke(Command(resume="approve"), CONFIG)  # the thread's review setting goes on
     assert (await graph.aget_state(CONFIG)).next == ()
