@@ -52,7 +52,18 @@ async def _relay(child: asyncio.subprocess.Process, *, stop_after: bytes = b"") 
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     seen = b""
     at_line_start = True
-    while chunk := await child.stdout.read(256):
+    started = time.monotonic()
+    while True:
+        try:  # a cancelled read loses nothing: the bytes stay buffered for the next one
+            chunk = await asyncio.wait_for(child.stdout.read(256), QUIET_NOTE)
+        except TimeoutError:
+            if not at_line_start:
+                console.out("")
+                at_line_start = True
+            _still_working("the child process is", started)
+            continue
+        if not chunk:
+            break
         seen += chunk
         text = decoder.decode(chunk)
         if text:
@@ -64,6 +75,10 @@ async def _relay(child: asyncio.subprocess.Process, *, stop_after: bytes = b"") 
     if not at_line_start:
         console.out("")
     return seen
+
+
+def _still_working(doing: str, started: float) -> None:
+    console.print(f"[dim]  ... {doing} still working ({time.monotonic() - started:.0f} s)[/]")
 
 
 async def _narrated(events: AsyncIterator[TurnEvent]) -> AsyncIterator[TurnEvent]:
@@ -79,7 +94,7 @@ async def _narrated(events: AsyncIterator[TurnEvent]) -> AsyncIterator[TurnEvent
                 if doing == "replying":
                     console.print()  # ends the reply's line: the tokens stopped, memory work goes on
                     doing = "the reply is done; memory work (extract_entities, summarize) is"
-                console.print(f"[dim]  ... {doing} still working ({time.monotonic() - started:.0f} s)[/]")
+                _still_working(doing, started)
             try:
                 event = pending.result()
             except StopAsyncIteration:
