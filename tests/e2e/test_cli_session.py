@@ -112,3 +112,22 @@ def test_resume_at_a_terminal_asks_and_confirms(cli: Cli, settings: Settings) ->
         assert term.wait() == 0
     assert {r.value for r in entities(settings, "u")} == {"Paris"}
     assert not state(settings, "t").interrupts
+
+
+def test_a_review_in_the_session_takes_an_edited_list(cli: Cli, settings: Settings) -> None:
+    with Terminal(cli, "chat", "--thread", "s", "--user", "u", "--review") as term:
+        term.expect(PROMPT)
+        term.line(ALICE)
+        term.expect("Memory review")
+        term.expect("numbers to keep.*: ")
+        term.line("/pending")  # not an answer: refused in one line, asked again
+        term.expect("error: .*is not an answer")
+        term.expect("numbers to keep.*: ")
+        term.line('[{"type": "PERSON", "value": "Ada Lovelace"}]')
+        assert "Ada Lovelace (PERSON)" in term.expect("remembered: .*\n")
+        term.expect(PROMPT)
+        term.line("/pending")
+        term.expect("nothing pending")
+        term.line("/quit")
+        assert term.wait() == 0
+    assert {r.value for r in entities(settings, "u")} == {"Ada Lovelace"}
