@@ -155,7 +155,10 @@ async def _memory_review(cm: Convomem, user: str, tag: str) -> None:
         console.print("[dim]the model proposed nothing to remember, so there was nothing to review[/]")
         return
     edited = [{"type": "PERSON", "value": "Beatriz", "context": "the user's sister, lives in Porto"}]
-    console.print(f"[dim]resuming with an edited list:[/] {edited}")
+    console.print(
+        "[dim]the review is answered with an edited list, which replaces the proposal (what a review is"
+        f" for: a tiny model's proposals are often noise):[/] {edited}"
+    )
     await _turn(cm.resume(thread, edited, user_id=user))
     kept = [e for e in await cm.entities(user) if e.value == "Beatriz"]
     console.print(f"[dim]stored:[/] {[(e.value, e.contexts) for e in kept]}")
