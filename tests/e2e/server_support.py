@@ -53,6 +53,8 @@ def write_server_config(directory: Path) -> Path:
         },
         "store": {**repo_config["store"], "path": absolute(repo_config["store"]["path"])},
     }
+    if "app" in repo_config.get("http", {}):  # a custom app, a file path like the others
+        config["http"] = {**repo_config["http"], "app": absolute(repo_config["http"]["app"])}
     target = directory / "langgraph.json"
     target.write_text(json.dumps(config, indent=2))
     return target
@@ -154,6 +156,20 @@ class LangGraphDevServer:
                     process.kill()
                     process.wait(timeout=STOP_TIMEOUT)
             code = process.returncode
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        return code
+
+    def kill(self) -> int | None:
+        """SIGKILL the whole process group at once, as a crash would (nothing is flushed); `start` again
+        runs a new server from the same directory."""
+        process, self._process = self._process, None
+        code: int | None = None
+        if process is not None:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+            code = process.wait(timeout=STOP_TIMEOUT)
         if self._log is not None:
             self._log.close()
             self._log = None
