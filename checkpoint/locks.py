@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Literal, TypeVar, cast, get_args
+from typing import Any, Literal, TypeVar
 
 from psycopg import Error, OperationalError, errors, pq
 from psycopg_pool import PoolTimeout
 
 from checkpoint.connections import Conn, Pool
 from checkpoint.metadata import RUN_ID_KEY
+from checkpoint.on_busy import BUSY_TIMEOUT, OnBusy, check_on_busy
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy, TooManyRuns
 
 __all__ = [
@@ -32,13 +33,9 @@ __all__ = [
 
 T = TypeVar("T")
 
-OnBusy = Literal["reject", "enqueue", "rollback", "interrupt"]
-"""What a run does when another run holds its thread (LangGraph Server's double-texting strategies)."""
 StopAction = Literal["rollback", "interrupt"]
 
 LOCK_NAMESPACE = 0x636D  # "cm": keeps our keys apart from other users of advisory locks
-BUSY_TIMEOUT = 30.0
-"""Seconds enqueue (and rollback/interrupt, while the running run stops) wait for the thread by default."""
 MAX_LOCK_TIMEOUT_MS = 2**31 - 1
 """Checkpoint metadata key naming the run that wrote it (LangGraph Server's; delete_for_runs uses it)."""
 SETTLE_SECONDS = 1.0
@@ -107,13 +104,6 @@ async def try_thread_lock_in_transaction(conn: Conn, thread_id: str) -> bool:
 
 def _lock_params(thread_id: str) -> dict[str, Any]:
     return {"namespace": LOCK_NAMESPACE, "key": thread_lock_key(thread_id), "thread": thread_id}
-
-
-def check_on_busy(value: str) -> OnBusy:
-    """`value` as an OnBusy strategy, or InvalidInput naming the choices (for the CLI and API callers)."""
-    if value in get_args(OnBusy):
-        return cast(OnBusy, value)
-    raise InvalidInput(f"Unknown on-busy strategy {value!r}: choose reject, enqueue, rollback or interrupt.")
 
 
 async def is_thread_busy(pool: Pool, thread_id: str) -> bool:

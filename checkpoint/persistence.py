@@ -10,19 +10,14 @@ from typing import Any
 
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from langgraph.store.postgres.base import PostgresIndexConfig
-from psycopg import AsyncConnection, OperationalError
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from pydantic import SecretStr
 
-from checkpoint.connections import Pool
 from checkpoint.migrations import apply_migrations
+from checkpoint.pool import Pool, describe_url, open_pool
 from checkpoint.saver import ConvomemSaver
 from checkpoint.serde import make_serializer
-from nodes.errors import DatabaseUnavailable
 
-__all__ = ["Persistence", "Pool", "describe_url", "open_persistence", "setup_database"]
+__all__ = ["Persistence", "Pool", "describe_url", "open_persistence", "open_pool", "setup_database"]
 
 
 @dataclass(frozen=True)
@@ -32,52 +27,6 @@ class Persistence:
     pool: Pool
     checkpointer: ConvomemSaver
     store: AsyncPostgresStore
-
-
-def describe_url(url: str) -> str:
-    """The server part of a URL, without credentials, for error messages."""
-    try:
-        parts = conninfo_to_dict(url)
-    except Exception:
-        return "the configured server"
-    host = parts.get("host") or "localhost"
-    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
-
-
-def _unreachable(url: str) -> DatabaseUnavailable:
-    return DatabaseUnavailable(
-        f"Cannot reach Postgres at {describe_url(url)}: check DATABASE_URL "
-        "(or unset it to use the embedded server)."
-    )
-
-
-@asynccontextmanager
-async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> AsyncIterator[Pool]:
-    """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
-    try:  # one direct attempt first: a refused or misspelt server fails now, not after the pool timeout
-        probe = await AsyncConnection.connect(url, connect_timeout=max(int(timeout), 1))
-        await probe.close()
-    except OperationalError as error:
-        raise _unreachable(url) from error
-    pool: Pool = AsyncConnectionPool(
-        url,
-        min_size=1,
-        max_size=max_size,
-        max_idle=300.0,
-        timeout=timeout,
-        open=False,
-        check=AsyncConnectionPool.check_connection,
-        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
-    )
-    try:
-        await pool.open(wait=True, timeout=timeout)
-    except (PoolTimeout, OperationalError) as error:
-        await pool.close()
-        raise _unreachable(url) from error
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def setup_database(persistence: Persistence) -> None:

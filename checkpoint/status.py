@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkpoint.connections import Pool
+from psycopg import sql
+
+from checkpoint.connections import Conn, Pool
 from checkpoint.migrations import AppliedMigration, applied_migrations, pending_migrations
 
 __all__ = ["DatabaseStatus", "TableSize", "database_status"]
@@ -37,25 +39,28 @@ async def database_status(pool: Pool) -> DatabaseStatus:
         rows = await (
             await conn.execute(
                 """
-                SELECT c.relname AS name, c.reltuples::bigint AS rows,
-                       pg_total_relation_size(c.oid) AS bytes
+                SELECT c.relname AS name, pg_total_relation_size(c.oid) AS bytes
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                 WHERE n.nspname = current_schema() AND c.relkind = 'r'
                 ORDER BY c.relname
                 """
             )
         ).fetchall()
-        names = {row["name"] for row in rows}
-        migrations: dict[str, int] = {}
-        for table in MIGRATION_TABLES:
-            if table in names:
-                found = await (await conn.execute(f"SELECT count(*) AS n FROM {table}")).fetchone()
-                migrations[table] = int(found["n"]) if found else 0
+        counts = {row["name"]: await _count_rows(conn, row["name"]) for row in rows}
+    migrations = {table: counts[table] for table in MIGRATION_TABLES if table in counts}
     applied = await applied_migrations(pool)
     return DatabaseStatus(
         server_version=str(version["server_version"]) if version else "?",
         migrations=migrations,
-        tables=[TableSize(name=r["name"], rows=max(int(r["rows"]), 0), bytes=int(r["bytes"])) for r in rows],
+        tables=[TableSize(name=r["name"], rows=counts[r["name"]], bytes=int(r["bytes"])) for r in rows],
         project_migrations=tuple(applied),
         pending_migrations=tuple(pending_migrations(applied)),
     )
+
+
+async def _count_rows(conn: Conn, table: str) -> int:
+    """An exact count: pg_class.reltuples is an estimate that reads 0 (or -1) until the table is
+    analyzed, so a freshly written table looked empty. The table list is short."""
+    query = sql.SQL("SELECT count(*) AS n FROM {}").format(sql.Identifier(table))
+    found = await (await conn.execute(query)).fetchone()
+    return int(found["n"]) if found else 0

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
+from psycopg.errors import UndefinedTable
 
 from checkpoint.connections import Pool
 from checkpoint.metadata import REVIEW_KEY, USER_KEY
+from nodes.errors import UnknownCheckpoint, UnknownThread
 
 __all__ = [
     "RunHead",
@@ -18,6 +20,9 @@ __all__ = [
     "list_threads",
     "pending_write_keys",
     "read_run_head",
+    "require_thread",
+    "resolve_checkpoint",
+    "thread_exists",
 ]
 
 
@@ -147,4 +152,59 @@ async def read_run_head(pool: Pool, thread_id: str) -> RunHead:
         user_id=first["user_id"] or None,
         review_memory=None if review is None else review == "true",
         interrupted=INTERRUPT in channels and RESUME not in channels,
+    )
+
+
+_LIKE_SPECIALS = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
+
+_THREAD_EXISTS_SQL = """
+    SELECT EXISTS (SELECT 1 FROM checkpoints WHERE thread_id = %(thread)s)
+        OR (to_regclass('convomem_transcript') IS NOT NULL
+            AND EXISTS (SELECT 1 FROM convomem_transcript WHERE thread_id = %(thread)s)) AS found
+"""
+
+
+async def thread_exists(pool: Pool, thread_id: str) -> bool:
+    """A thread exists once it has a checkpoint or an archived message (pruned threads keep the latter)."""
+    async with pool.connection() as conn:
+        try:
+            row = await (await conn.execute(_THREAD_EXISTS_SQL, {"thread": thread_id})).fetchone()
+        except UndefinedTable:  # a database setup never ran on has no threads
+            return False
+    return bool(row and row["found"])
+
+
+async def require_thread(pool: Pool, thread_id: str) -> None:
+    """UnknownThread unless the thread exists: commands on a thread id nobody used fail instead of
+    answering with nothing."""
+    if not await thread_exists(pool, thread_id):
+        raise UnknownThread(f"No thread {thread_id!r}: `convomem threads` lists the threads there are.")
+
+
+async def resolve_checkpoint(pool: Pool, thread_id: str, prefix: str) -> str:
+    """The full id of the thread's one checkpoint whose id starts with `prefix` (a whole id works too).
+
+    The prefix is matched literally (LIKE wildcards escaped); an unknown or ambiguous one is an
+    UnknownCheckpoint saying what to do.
+    """
+    wanted = prefix.strip()
+    if not wanted:
+        raise UnknownCheckpoint("Give a checkpoint id or its first characters: see `convomem history`.")
+    await require_thread(pool, thread_id)
+    query = """
+        SELECT DISTINCT checkpoint_id FROM checkpoints
+        WHERE thread_id = %s AND checkpoint_ns = '' AND checkpoint_id LIKE %s || '%%' ESCAPE '\\'
+        ORDER BY checkpoint_id LIMIT 3
+    """
+    async with pool.connection() as conn:
+        rows = await (await conn.execute(query, (thread_id, wanted.translate(_LIKE_SPECIALS)))).fetchall()
+    found = [row["checkpoint_id"] for row in rows]
+    if len(found) == 1:
+        return str(found[0])
+    history = f"`convomem history --thread {thread_id}` lists them"
+    if not found:
+        raise UnknownCheckpoint(f"No checkpoint of thread {thread_id!r} starts with {wanted!r}: {history}.")
+    raise UnknownCheckpoint(
+        f"Checkpoint prefix {wanted!r} matches several checkpoints of thread {thread_id!r} "
+        f"({', '.join(found[:2])}, ...): give more characters ({history})."
     )

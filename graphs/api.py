@@ -19,7 +19,7 @@ from langgraph.types import Command, StateSnapshot
 from checkpoint.ids import validate_id
 from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, is_thread_busy
 from checkpoint.persistence import Persistence, Pool, open_pool
-from checkpoint.threads import ThreadSummary, list_threads
+from checkpoint.threads import ThreadSummary, list_threads, require_thread, resolve_checkpoint
 from graphs.composition import open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
@@ -41,6 +41,7 @@ from nodes.errors import (
     ThreadBusy,
     TooManyRuns,
     UnknownCheckpoint,
+    UnknownThread,
 )
 from nodes.review import REVIEW_ANSWERS
 from nodes.state import Context
@@ -69,6 +70,7 @@ __all__ = [
     "TurnEnded",
     "TurnEvent",
     "UnknownCheckpoint",
+    "UnknownThread",
     "open_convomem",
     "unfinished",
 ]
@@ -193,8 +195,9 @@ class Convomem(MemoryApi):
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
-        """Re-run the graph from a past checkpoint; the newer history stays reachable as another branch."""
-        config = self.config(thread_id, checkpoint_id)
+        """Re-run the graph from a past checkpoint (its id or a unique prefix of it); the newer history
+        stays reachable as another branch."""
+        config = self.config(thread_id, await self.resolve_checkpoint(thread_id, checkpoint_id))
 
         async def plan(writer: ThreadWriter) -> RunPlan:
             return RunPlan(None, config, Context(user_id=user_id))
@@ -212,8 +215,9 @@ class Convomem(MemoryApi):
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
-        """Branch from a past checkpoint with a different message (update_state, then continue)."""
-        config = self.config(thread_id, checkpoint_id)
+        """Branch from a past checkpoint (id or unique prefix) with a different message (update_state,
+        then continue)."""
+        config = self.config(thread_id, await self.resolve_checkpoint(thread_id, checkpoint_id))
         check_message_text(text, self.settings.max_message_bytes)
 
         async def plan(writer: ThreadWriter) -> RunPlan:
@@ -247,8 +251,15 @@ class Convomem(MemoryApi):
     async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
         return await list_threads(self.persistence.pool, limit=limit)
 
+    async def resolve_checkpoint(self, thread_id: str, prefix: str) -> str:
+        """The full id of the thread's checkpoint starting with `prefix`; UnknownThread, or UnknownCheckpoint
+        when no checkpoint or several match."""
+        return await resolve_checkpoint(self.persistence.pool, validate_id(thread_id), prefix)
+
     async def history(self, thread_id: str, *, limit: int = 50) -> list[CheckpointInfo]:
-        """Checkpoints newest first, each with the nodes that produced it and the ones due next."""
+        """Checkpoints newest first, each with the nodes that produced it and the ones due next;
+        UnknownThread for a thread that never existed."""
+        await require_thread(self.persistence.pool, validate_id(thread_id))
         snapshots = [s async for s in self.graph.aget_state_history(self.config(thread_id), limit=limit)]
         by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snapshots}
         infos = []

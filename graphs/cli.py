@@ -13,26 +13,34 @@ import typer
 from nodes.errors import ConfigError, ConvomemError
 
 if TYPE_CHECKING:
+    from checkpoint.connections import Pool
     from checkpoint.persistence import Persistence
     from graphs.api import Convomem
+    from graphs.memory_api import MemoryApi
     from graphs.settings import Settings
 
 __all__ = [
+    "AsJson",
     "BusyTimeout",
     "Checkpoint",
     "OnBusy",
     "Thread",
     "User",
     "app",
+    "checked_thread",
     "conversation_commands",
     "database_app",
     "memory_commands",
+    "model_app",
     "print_error",
     "read_settings",
     "reported_errors",
     "run_with",
     "run_with_database",
+    "run_with_memory",
+    "run_with_pool",
     "run_with_settings",
+    "shown_as",
 ]
 
 T = TypeVar("T")
@@ -57,11 +65,19 @@ database_app = typer.Typer(help="The database: setup, status, stop.", no_args_is
 app.add_typer(conversation_commands)
 app.add_typer(memory_commands)
 app.add_typer(demo_commands)
+model_app = typer.Typer(help="The embedded local model server: status, stop.", no_args_is_help=True)
+"""`convomem model`: graphs/cli_model.py."""
 app.add_typer(database_app, name="db")
+app.add_typer(model_app, name="model")
 
 Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
-Checkpoint = Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint id (see `history`).")]
+Checkpoint = Annotated[
+    str, typer.Option("--checkpoint", "-c", help="Checkpoint id or a unique prefix of it (see `history`).")
+]
+AsJson = Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else goes there).")
+]
 OnBusy = Annotated[
     str,
     typer.Option(
@@ -95,7 +111,7 @@ def print_error(error: ConvomemError | str) -> None:
     """One red `error:` line on stderr; the message is shown as it is, never read as Rich markup."""
     from rich.markup import escape
 
-    from graphs.cli_render import errors
+    from graphs.cli_tables import errors
 
     errors.print(f"[red]error:[/] {escape(str(error))}")
 
@@ -109,10 +125,18 @@ def reported_errors() -> Iterator[None]:
         print_error(error)
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
-        from graphs.cli_render import errors
+        from graphs.cli_tables import errors
 
         errors.print("interrupted: the thread keeps its progress; continue it with `convomem resume`.")
         raise typer.Exit(130) from None
+
+
+def checked_thread(thread_id: str) -> str:
+    """The thread id, validated before anything starts (a typo must not start Postgres)."""
+    from checkpoint.ids import validate_id
+
+    with reported_errors():
+        return validate_id(thread_id)
 
 
 def run_with_settings(work: Callable[[Settings], Coroutine[Any, Any, object]]) -> None:
@@ -157,6 +181,42 @@ def run_with_database(
     run_with_settings(with_database)
 
 
+def run_with_memory(work: Callable[[MemoryApi], Awaitable[T]], show: Callable[[T], object] = _ignore) -> None:
+    """Open the database and the memory half of the API: no graph, no model (none is started)."""
+
+    async def with_memory(settings: Settings) -> None:
+        from checkpoint.transcript import open_transcript
+        from graphs.database import open_database
+        from graphs.memory_api import MemoryApi
+
+        async with open_database(settings) as persistence:
+            archive = await open_transcript(persistence.pool, settings.transcript_language)
+            show(await work(MemoryApi(persistence, settings, archive)))
+
+    run_with_settings(with_memory)
+
+
+def run_with_pool(work: Callable[[Pool], Awaitable[T]], show: Callable[[T], object] = _ignore) -> None:
+    """Open only a pool on the database (no LangGraph, no model): for commands that read tables."""
+
+    async def with_pool(settings: Settings) -> None:
+        from graphs.database import open_database_pool
+
+        async with open_database_pool(settings) as pool:
+            show(await work(pool))
+
+    run_with_settings(with_pool)
+
+
+def shown_as(render: Callable[[T], object], as_json: bool) -> Callable[[T], object]:
+    """How a listing command shows its result: `render` (Rich), or with --json one JSON document."""
+    if not as_json:
+        return render
+    from graphs.cli_json import print_json
+
+    return print_json
+
+
 @demo_commands.command()
 def demo() -> None:
     """A scripted tour: memory across threads, a memory review, a killed process resumed, a replay."""
@@ -165,7 +225,7 @@ def demo() -> None:
     run_with_settings(run_demo)
 
 
-_AREA_MODULES = ("graphs.cli_conversation", "graphs.cli_memory", "graphs.cli_database")
+_AREA_MODULES = ("graphs.cli_conversation", "graphs.cli_memory", "graphs.cli_database", "graphs.cli_model")
 
 
 def _define_area_commands() -> None:

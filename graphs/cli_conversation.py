@@ -9,16 +9,20 @@ from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
 
-from checkpoint.locks import BUSY_TIMEOUT, check_on_busy
+from checkpoint.on_busy import BUSY_TIMEOUT, check_on_busy
 from graphs.cli import (
+    AsJson,
     BusyTimeout,
     Checkpoint,
     OnBusy,
     Thread,
     User,
+    checked_thread,
     conversation_commands,
     reported_errors,
     run_with,
+    run_with_pool,
+    shown_as,
 )
 from graphs.events import TurnEvent
 from nodes.errors import InvalidInput
@@ -192,19 +196,21 @@ def pending(
 
 
 @conversation_commands.command()
-def threads(limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+def threads(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: AsJson = False) -> None:
     """List threads, most recently active first."""
-    from graphs.cli_render import render_threads
+    from checkpoint.threads import list_threads
+    from graphs.cli_tables import render_threads
 
-    run_with(lambda cm: cm.threads(limit=limit), show=render_threads)
+    run_with_pool(lambda pool: list_threads(pool, limit=limit), show=shown_as(render_threads, as_json))
 
 
 @conversation_commands.command()
-def history(thread: Thread, limit: Annotated[int, typer.Option(min=1)] = 30) -> None:
-    """A thread's checkpoints, newest first: node, time, step."""
-    from graphs.cli_render import render_history
+def history(thread: Thread, limit: Annotated[int, typer.Option(min=1)] = 30, as_json: AsJson = False) -> None:
+    """A thread's checkpoints, newest first: full id (replay and fork take any unique prefix), node, time."""
+    from graphs.cli_tables import render_history
 
-    run_with(lambda cm: cm.history(thread, limit=limit), show=render_history)
+    checked_thread(thread)
+    run_with(lambda cm: cm.history(thread, limit=limit), show=shown_as(render_history, as_json))
 
 
 @conversation_commands.command()
@@ -215,7 +221,8 @@ def replay(
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
-    """Re-run a thread from a past checkpoint."""
+    """Re-run a thread from a past checkpoint (its id or a unique prefix of it)."""
+    checked_thread(thread)
     _stream_turn(on_busy, busy_timeout, lambda cm, busy: cm.replay(thread, checkpoint, user_id=user, **busy))
 
 
@@ -228,7 +235,8 @@ def fork(
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
-    """Branch a thread at a past checkpoint with a different message."""
+    """Branch a thread at a past checkpoint (id or unique prefix) with a different message."""
+    checked_thread(thread)
     _stream_turn(
         on_busy, busy_timeout, lambda cm, busy: cm.fork(thread, checkpoint, message, user_id=user, **busy)
     )

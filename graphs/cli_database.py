@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
 
-from graphs.cli import database_app, reported_errors, run_with_database, run_with_settings
+from graphs.cli import AsJson, database_app, reported_errors, run_with_database, run_with_settings
 from nodes.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ async def _where(settings: Settings) -> str:
 
 
 async def _report_ready(_: Persistence, settings: Settings) -> None:
-    from graphs.cli_render import console
+    from graphs.cli_tables import console
 
     console.print(f"tables ready at {await _where(settings)}")
 
@@ -37,26 +37,34 @@ def setup_tables() -> None:
     run_with_database(_report_ready, setup=True)
 
 
-async def _show_status(settings: Settings) -> None:
+async def _show_status(settings: Settings, as_json: bool) -> None:
     """A stopped embedded server is reported as such, not started only to be looked at."""
     from checkpoint.embedded import embedded_status
     from checkpoint.status import database_status
-    from graphs.cli_render import console, render_status
-    from graphs.database import open_database
+    from graphs.cli_json import print_json
+    from graphs.cli_tables import console, render_status
+    from graphs.database import open_database_pool
 
     if settings.database_url is None:
         embedded = embedded_status(settings.data_dir)
         if not embedded.running:
-            console.print(f"embedded Postgres in {embedded.data_dir}: stopped")
+            if as_json:
+                print_json({"running": False, "data_dir": embedded.data_dir})
+            else:
+                console.print(f"embedded Postgres in {embedded.data_dir}: stopped")
             return
-    async with open_database(settings, setup=False) as persistence:
-        render_status(await _where(settings), await database_status(persistence.pool))
+    async with open_database_pool(settings) as pool:
+        where, status = await _where(settings), await database_status(pool)
+    if as_json:
+        print_json({"running": True, "server": where, **vars(status)})
+    else:
+        render_status(where, status)
 
 
 @database_app.command("status")
-def show_status() -> None:
-    """Server, applied migrations and table sizes."""
-    run_with_settings(_show_status)
+def show_status(as_json: AsJson = False) -> None:
+    """Server, applied migrations and exact row counts and sizes of the tables."""
+    run_with_settings(lambda settings: _show_status(settings, as_json))
 
 
 def _strategy(value: str) -> Strategy:
@@ -98,7 +106,7 @@ async def _compact(
     from checkpoint.compaction import compact_thread
     from checkpoint.ids import validate_id
     from checkpoint.threads import all_thread_ids
-    from graphs.cli_render import console
+    from graphs.cli_tables import console
 
     keep = settings.step_history_turns if keep_turns is None else keep_turns
     threads = [validate_id(thread)] if thread else await all_thread_ids(persistence.pool)
@@ -122,8 +130,10 @@ def compact_old_turns(
 
 async def _stop_embedded_server(settings: Settings) -> None:
     from checkpoint.embedded import stop_embedded
-    from graphs.cli_render import console
+    from graphs.cli_model import stopped_model_server
+    from graphs.cli_tables import console
 
+    console.print(stopped_model_server(settings))
     if settings.database_url:
         console.print("DATABASE_URL is set: that server is not managed by convomem.")
         return
@@ -133,5 +143,6 @@ async def _stop_embedded_server(settings: Settings) -> None:
 
 @database_app.command("stop")
 def stop_server() -> None:
-    """Stop the embedded Postgres server (DATABASE_URL servers are not ours to stop)."""
+    """Stop the embedded Postgres server (DATABASE_URL servers are not ours to stop) and the local model
+    server."""
     run_with_settings(_stop_embedded_server)

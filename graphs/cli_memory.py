@@ -6,12 +6,23 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from checkpoint.transcript import MAX_SEARCH_RESULTS, TranscriptEntry
-from graphs.cli import Thread, User, memory_commands, reported_errors, run_with
+from graphs.cli import (
+    AsJson,
+    Thread,
+    User,
+    checked_thread,
+    memory_commands,
+    reported_errors,
+    run_with,
+    run_with_memory,
+    shown_as,
+)
 from nodes.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from checkpoint.transcript import TranscriptEntry
     from graphs.api import Convomem
+    from graphs.memory_api import MemoryApi
 
 __all__ = ["entities", "entity", "forget", "profile", "search", "stats", "transcript"]
 
@@ -23,30 +34,34 @@ def entities(
         str | None,
         typer.Option("--type", "-t", help="Only this type: PERSON, ORG, LOC, TECH..."),
     ] = None,
+    as_json: AsJson = False,
 ) -> None:
     """What the assistant remembers about a user, most mentioned first."""
     from graphs.cli_render import render_entities
 
-    run_with(lambda cm: cm.entities(user, entity_type=entity_type), show=render_entities)
+    run_with_memory(
+        lambda cm: cm.entities(user, entity_type=entity_type), show=shown_as(render_entities, as_json)
+    )
 
 
 @memory_commands.command()
 def entity(
     name: Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")],
     user: User = None,
+    as_json: AsJson = False,
 ) -> None:
     """One entity: its record and every message that mentioned it, across threads."""
     from graphs.cli_render import render_entity
 
-    run_with(lambda cm: cm.entity(name, user), show=render_entity)
+    run_with_memory(lambda cm: cm.entity(name, user), show=shown_as(render_entity, as_json))
 
 
 @memory_commands.command()
-def profile(user: User = None) -> None:
+def profile(user: User = None, as_json: AsJson = False) -> None:
     """The user's profile: name, language, style, interests, and facts with their history."""
     from graphs.cli_render import render_profile
 
-    run_with(lambda cm: cm.profile(user), show=render_profile)
+    run_with_memory(lambda cm: cm.profile(user), show=shown_as(render_profile, as_json))
 
 
 @memory_commands.command()
@@ -54,12 +69,20 @@ def search(
     query: Annotated[str, typer.Argument(help='Words to find; "a phrase", or, -word work as on the web.')],
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's messages.")] = None,
     thread: Annotated[str | None, typer.Option("--thread", "-t", help="Only this thread.")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=MAX_SEARCH_RESULTS)] = 20,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many (up to 1000).")] = 20,
+    as_json: AsJson = False,
 ) -> None:
     """Search every message ever exchanged, summarized ones too; best matches first."""
+    from checkpoint.transcript import MAX_SEARCH_RESULTS
     from graphs.cli_render import render_search
 
-    run_with(lambda cm: cm.search(query, user_id=user, thread_id=thread, limit=limit), show=render_search)
+    with reported_errors():  # before the database starts
+        if limit > MAX_SEARCH_RESULTS:
+            raise InvalidInput(f"--limit is at most {MAX_SEARCH_RESULTS}, not {limit}.")
+    run_with_memory(
+        lambda cm: cm.search(query, user_id=user, thread_id=thread, limit=limit),
+        show=shown_as(render_search, as_json),
+    )
 
 
 async def _transcript_and_working_set(cm: Convomem, thread: str) -> tuple[list[TranscriptEntry], set[str]]:
@@ -70,22 +93,31 @@ async def _transcript_and_working_set(cm: Convomem, thread: str) -> tuple[list[T
 
 
 @memory_commands.command()
-def transcript(thread: Thread) -> None:
+def transcript(thread: Thread, as_json: AsJson = False) -> None:
     """A thread's whole conversation, including the messages folded into its summary."""
     from graphs.cli_render import render_transcript
 
+    checked_thread(thread)
+
+    def print_document(found: tuple[list[TranscriptEntry], set[str]]) -> None:
+        from graphs.cli_json import jsonable, print_json
+
+        entries, working_set = found
+        messages = [{**jsonable(entry), "folded": entry.message_id not in working_set} for entry in entries]
+        print_json({"thread_id": thread, "messages": messages})
+
     run_with(
         lambda cm: _transcript_and_working_set(cm, thread),
-        show=lambda found: render_transcript(thread, *found),
+        show=print_document if as_json else lambda found: render_transcript(thread, *found),
     )
 
 
 @memory_commands.command()
-def stats(user: User = None) -> None:
+def stats(user: User = None, as_json: AsJson = False) -> None:
     """A user's conversations, messages, tokens and remembered entities."""
     from graphs.cli_render import render_stats
 
-    run_with(lambda cm: cm.stats(user), show=render_stats)
+    run_with_memory(lambda cm: cm.stats(user), show=shown_as(render_stats, as_json))
 
 
 def _user_to_forget(user: str | None) -> str:
@@ -107,7 +139,7 @@ def _confirm(question: str) -> bool:
         return False
 
 
-async def _forget(cm: Convomem, user: str, entity: str | None, yes: bool) -> None:
+async def _forget(cm: MemoryApi, user: str, entity: str | None, yes: bool) -> None:
     """One entity at once; a whole user after a yes (exit 1 when the answer is no)."""
     from rich.text import Text
 
@@ -140,4 +172,4 @@ def forget(
     """Delete everything kept about a user (transcript, memories, threads), or with --entity one entity."""
     with reported_errors():
         whom = _user_to_forget(user)
-    run_with(lambda cm: _forget(cm, whom, entity, yes))
+    run_with_memory(lambda cm: _forget(cm, whom, entity, yes))

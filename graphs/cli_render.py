@@ -8,14 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from langchain_core.messages import AIMessage
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from checkpoint.retention import PruneReport
-from checkpoint.status import DatabaseStatus
-from checkpoint.threads import ThreadSummary
 from checkpoint.transcript import (
     HIGHLIGHT_END,
     HIGHLIGHT_START,
@@ -25,7 +22,6 @@ from checkpoint.transcript import (
     UserStats,
 )
 from graphs.api import (
-    CheckpointInfo,
     EntityMentions,
     PendingInterrupt,
     ReplyDone,
@@ -33,11 +29,13 @@ from graphs.api import (
     TurnEnded,
     TurnEvent,
 )
+from graphs.cli_tables import console, errors, render_history, render_status, render_threads
 from nodes.memory import EntityRecord
 from nodes.profile import UserProfile
 
 __all__ = [
     "console",
+    "errors",
     "render_entities",
     "render_entity",
     "render_forget",
@@ -52,9 +50,6 @@ __all__ = [
     "render_transcript",
     "stream_events",
 ]
-
-console = Console(highlight=False)
-errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, even in a pipe
 
 
 async def stream_events(
@@ -125,27 +120,6 @@ def render_prune(report: PruneReport) -> None:
         console.print("dry run: nothing changed")
 
 
-def render_threads(threads: list[ThreadSummary]) -> None:
-    table = Table("thread", "checkpoints", "updated")
-    for thread in threads:
-        table.add_row(thread.thread_id, str(thread.checkpoints), thread.updated_at)
-    console.print(table if threads else "no threads yet")
-
-
-def render_history(history: list[CheckpointInfo]) -> None:
-    table = Table("checkpoint", "step", "time", "node", "next", "messages")
-    for info in history:
-        table.add_row(
-            info.checkpoint_id,
-            str(info.step),
-            info.created_at or "",
-            ", ".join(info.ran) or info.source,
-            ", ".join(info.next_nodes),
-            str(info.messages),
-        )
-    console.print(table)
-
-
 def render_entities(entities: list[EntityRecord]) -> None:
     table = Table("type", "value", "aliases", "mentions", "threads", "last seen")
     for entity in entities:
@@ -198,19 +172,6 @@ def render_profile(profile: UserProfile | None) -> None:
         )
         table.add_row(Text(attribute), Text(value + (f" (before: {earlier})" if earlier else "")))
     table.add_row("updated", profile.updated_at[:19] if profile.updated_at else "-")
-    console.print(table)
-
-
-def render_status(where: str, status: DatabaseStatus) -> None:
-    console.print(f"Postgres {status.server_version} at {where}")
-    console.print("upstream migrations: " + ", ".join(f"{k}={v}" for k, v in status.migrations.items()))
-    for applied in status.project_migrations:
-        console.print(f"project migration {applied.name}: applied {applied.applied_at:%Y-%m-%d %H:%M}")
-    if status.pending_migrations:
-        console.print(f"[yellow]pending: {', '.join(status.pending_migrations)}[/] — run `convomem db setup`")
-    table = Table("table", "rows (est.)", "size")
-    for size in status.tables:
-        table.add_row(size.name, str(size.rows), f"{size.bytes / 1024:.0f} KiB")
     console.print(table)
 
 

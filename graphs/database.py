@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from checkpoint.embedded import start_embedded
-from checkpoint.persistence import Persistence, open_persistence
-from graphs.models import embedding_index
+from checkpoint.pool import Pool, open_pool
 from graphs.settings import Settings
 
-__all__ = ["database_url", "open_database"]
+if TYPE_CHECKING:
+    from checkpoint.persistence import Persistence
+
+__all__ = ["database_url", "open_database", "open_database_pool"]
+
+# The checkpointer, store and models are imported by the functions that need them: commands that only
+# query tables (threads, db status) open a bare pool without loading LangGraph or LangChain.
 
 
 async def database_url(settings: Settings) -> str:
@@ -25,9 +31,19 @@ async def database_url(settings: Settings) -> str:
 async def open_database(settings: Settings, *, setup: bool = True) -> AsyncIterator[Persistence]:
     """Pool, checkpointer and store (with the configured encryption key and, when an embedding model is
     configured, a pgvector index); `setup` runs all migrations."""
+    from checkpoint.persistence import open_persistence
+    from graphs.models import embedding_index
+
     url = await database_url(settings)
     index = embedding_index(settings)
     async with open_persistence(
         url, setup=setup, encryption_key=settings.encryption_key, index=index
     ) as persistence:
         yield persistence
+
+
+@asynccontextmanager
+async def open_database_pool(settings: Settings) -> AsyncIterator[Pool]:
+    """Only a pool on the configured database, for commands that read project and checkpoint tables."""
+    async with open_pool(await database_url(settings), max_size=2) as pool:
+        yield pool

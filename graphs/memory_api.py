@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkpoint.ids import validate_user_id
+from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.persistence import Persistence
+from checkpoint.threads import require_thread
 from checkpoint.transcript import (
     ForgetReport,
     SearchHit,
@@ -81,7 +82,9 @@ class MemoryApi:
         return await load_profile(self.persistence.store, self._user(user_id))
 
     async def transcript(self, thread_id: str) -> list[TranscriptEntry]:
-        """Every message the thread ever had, oldest first, including those folded into its summary."""
+        """Every message the thread ever had, oldest first, including those folded into its summary;
+        UnknownThread for a thread that never existed."""
+        await require_thread(self.persistence.pool, validate_id(thread_id))
         return await read_transcript(self.persistence.pool, thread_id)
 
     async def search(

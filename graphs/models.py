@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 from functools import cache
+from pathlib import Path
 
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from langgraph.store.postgres.base import PostgresIndexConfig
@@ -12,24 +12,25 @@ from pydantic import SecretStr
 from graphs.settings import Settings
 from nodes.errors import ConfigError
 from nodes.extract_entities import ENTITY_INDEX_FIELDS
+from nodes.model_server import RunningServer, ensure_server
 from nodes.models import LOCAL_MODEL_NAME, LocalModelServer, find_local_model_file, make_chat_model
 
-__all__ = ["embedding_index", "shared_chat_model"]
+__all__ = ["LOCAL_SERVER_LOG", "embedding_index", "shared_chat_model"]
+
+
+LOCAL_SERVER_LOG = "llama-server.log"
 
 
 @cache
-def _local_server(data_dir: str) -> LocalModelServer:
-    """One local model server per process, stopped at exit (and by the kernel if the process dies)."""
-    from pathlib import Path
-
-    server = LocalModelServer(find_local_model_file(), log_file=Path(data_dir) / "llama-server.log")
-    server.start()
-    atexit.register(server.stop)
-    return server
+def _local_server(data_dir: str) -> RunningServer:
+    """The local model server shared by every convomem process on this data dir: started detached on
+    first use, reused (health-checked) by later processes, stopped by `convomem model stop`."""
+    server = LocalModelServer(find_local_model_file(), log_file=Path(data_dir) / LOCAL_SERVER_LOG)
+    return ensure_server(Path(data_dir), server.command, log_file=server.log_file)
 
 
 def shared_chat_model(settings: Settings) -> ChatOpenAI:
-    """The model for this process; starts the local server on first use when nothing is configured."""
+    """The model for this process; starts (or reuses) the local server when nothing is configured."""
     if settings.uses_local_model:
         server = _local_server(str(settings.data_dir))
         return make_chat_model(

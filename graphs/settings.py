@@ -10,7 +10,6 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from checkpoint.ids import validate_user_id
-from checkpoint.serde import parse_encryption_key
 from nodes.config import GraphConfig, TurnSettings
 from nodes.errors import InvalidInput
 
@@ -102,6 +101,8 @@ class Settings(TurnSettings, BaseSettings):
     @classmethod
     def _decodable_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
+            from checkpoint.serde import parse_encryption_key  # loads LangGraph: only when a key is set
+
             parse_encryption_key(value.get_secret_value())
         return value
 

@@ -20,10 +20,13 @@ async def find_entity(
     """(key, record) of the entity called `name` (its value or an alias, any case or corporate suffix),
     else (with `look_alike`) the closest look-alike above the resolution threshold, else None. Read
     through the word index, so the cost does not grow with how much is remembered."""
+    namespace = entity_namespace(user_id)
+    stored = await _stored_as(store, namespace, name)
+    if stored is not None:
+        return stored
     wanted = normalized_name(name)
     if not wanted:
         return None
-    namespace = entity_namespace(user_id)
     keys = await entity_keys_for(store, user_id, lookup_words(name), limit=LOOKUP_CANDIDATES)
     items = await store.abatch([GetOp(namespace, key) for key in keys])
     found = [(key, record) for key, item in zip(keys, items, strict=True) if (record := read_record(item))]
@@ -33,6 +36,20 @@ async def find_entity(
     scored = [(_similarity(wanted, record), key, record) for key, record in found]
     best = max(scored, default=None, key=lambda entry: (entry[0], entry[2].mentions))
     return (best[1], best[2]) if best is not None and best[0] >= SIMILARITY_THRESHOLD else None
+
+
+async def _stored_as(
+    store: BaseStore, namespace: tuple[str, ...], name: str
+) -> tuple[str, EntityRecord] | None:
+    """The record stored under exactly this key or with exactly this value, whatever it is: junk an
+    older extraction kept (`}, {`, `None`) normalizes to nothing or to a word the index skips, and must
+    still be reachable to be forgotten."""
+    by_key = read_record(await store.aget(namespace, name))
+    if by_key is not None:
+        return name, by_key
+    items = await store.asearch(namespace, filter={"value": name}, limit=LOOKUP_CANDIDATES)
+    found = [(item.key, record) for item in items if (record := read_record(item)) and record.value == name]
+    return max(found, default=None, key=lambda pair: (pair[1].mentions, pair[0]))
 
 
 def _similarity(name: str, record: EntityRecord) -> float:

@@ -13,6 +13,7 @@ __all__ = [
     "ThreadBusy",
     "TooManyRuns",
     "UnknownCheckpoint",
+    "UnknownThread",
 ]
 
 
@@ -38,6 +39,10 @@ class ModelUnavailable(ConvomemError):
 
 class UnknownCheckpoint(ConvomemError):
     """A checkpoint id that does not belong to the thread."""
+
+
+class UnknownThread(InvalidInput):
+    """A thread id with neither a checkpoint nor an archived message, where a thread must exist."""
 
 
 class NothingToResume(ConvomemError):

@@ -119,21 +119,26 @@ class LocalModelServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, timeout: float = 120.0) -> str:
+    def command(self, port: int) -> list[str]:
+        """The server's command line on `port` (nodes.model_server starts it detached and reuses it)."""
         if importlib.util.find_spec("llama_cpp") is None:
             raise ConfigError(
                 "The local model needs llama-cpp-python: run `pip install 'convomem[local]'` (compiles "
                 "once, ~6 min), or set OPENAI_API_KEY / OPENAI_BASE_URL."
             )
-        self.port = _free_port()
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        command = [
+        return [
             sys.executable, "-m", "llama_cpp.server",
             "--model", str(self.model_file), "--model_alias", LOCAL_MODEL_NAME,
-            "--host", "127.0.0.1", "--port", str(self.port),
+            "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(LOCAL_CONTEXT_TOKENS), "--n_threads", str(self.threads),
             "--chat_format", "chatml-function-calling",
         ]  # fmt: skip
+
+    def start(self, timeout: float = 120.0) -> str:
+        """Start a server owned by this process (it dies with it); see nodes.model_server for a shared one."""
+        self.port = _free_port()
+        command = self.command(self.port)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent

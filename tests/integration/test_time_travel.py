@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from graphs.api import CheckpointInfo, Convomem
-from nodes.errors import InvalidInput, UnknownCheckpoint
+from nodes.errors import InvalidInput, UnknownCheckpoint, UnknownThread
 from nodes.prompts import MEMORY_HEADER
 from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import checkpoint_ids, finish, message_texts, rows, system_prompt
@@ -82,8 +82,10 @@ async def test_history_lists_checkpoints_with_steps_and_nodes(app: Convomem, dat
     assert (await app.history("t", limit=3))[-1].ran == tuple(history[2].ran)
 
 
-async def test_history_of_an_unknown_thread_is_empty(app: Convomem) -> None:
-    assert await app.history("never-used") == []
+async def test_history_of_an_unknown_thread_is_refused(app: Convomem) -> None:
+    """A typo in a thread id is an error, not an empty history (the CLI exits non-zero on it)."""
+    with pytest.raises(UnknownThread, match="never-used"):
+        await app.history("never-used")
 
 
 # ------------------------------------------------------------------------------------- replay
@@ -206,9 +208,9 @@ async def test_checkpoint_of_another_thread_is_refused(
 
 
 async def test_replay_and_fork_on_an_unknown_thread_are_refused(app: Convomem, database_url: str) -> None:
-    with pytest.raises(UnknownCheckpoint):
+    with pytest.raises(UnknownThread):
         await finish(app.replay("never-used", str(uuid.uuid4())))
-    with pytest.raises(UnknownCheckpoint):
+    with pytest.raises(UnknownThread):
         await finish(app.fork("never-used", str(uuid.uuid4()), FORKED))
     assert checkpoint_ids(database_url, "never-used") == []
 

@@ -1,0 +1,94 @@
+"""Open a checked connection pool, telling apart why Postgres refused: bad URL, role, database, server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from psycopg import AsyncConnection, Error, OperationalError
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from checkpoint.connections import Pool
+from nodes.errors import ConfigError, ConvomemError, DatabaseUnavailable
+
+__all__ = ["Pool", "connection_error", "describe_url", "open_pool"]
+
+_FIX = "check DATABASE_URL (or unset it to use the embedded server)"
+
+# libpq reports a refused login without a SQLSTATE, so the server's words are matched as well.
+_REFUSALS: tuple[tuple[tuple[str, ...], tuple[str, ...], str], ...] = (
+    (("28P01",), ("password authentication failed",), "Postgres at {where} refused the password of "
+     "role {user!r}: {fix}."),
+    (("28000",), ("role", "does not exist"), "Postgres at {where} has no role {user!r}: {fix}."),
+    (("28000",), ("no pg_hba.conf entry",), "Postgres at {where} does not let role {user!r} connect from "
+     "here (pg_hba.conf): {fix}."),
+    (("3D000",), ("database", "does not exist"), "Postgres at {where} has no database {dbname!r}: create "
+     "it (createdb {dbname}) or {fix}."),
+)  # fmt: skip
+
+
+def describe_url(url: str) -> str:
+    """The server part of a URL, without credentials, for error messages."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Exception:
+        return "the configured server"
+    host = parts.get("host") or "localhost"
+    return f"{host}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
+
+
+def _parts(url: str) -> dict[str, str]:
+    """The URL's parts; a string libpq cannot parse is a ConfigError that does not echo it (secrets)."""
+    try:
+        return {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    except Error:
+        raise ConfigError(
+            "DATABASE_URL is not a Postgres connection URL: use postgresql://USER:PASSWORD@HOST:PORT/DBNAME "
+            "(or unset it to use the embedded server)."
+        ) from None
+
+
+def connection_error(url: str, error: Error) -> ConvomemError:
+    """The one-line error for a failed connection: a refused password, an unknown role or database each
+    say so; anything else is an unreachable server."""
+    parts = _parts(url)
+    code = getattr(error, "sqlstate", None)
+    text = str(error)
+    where = describe_url(url)
+    user, dbname = parts.get("user") or "(default)", parts.get("dbname") or parts.get("user") or ""
+    for codes, words, message in _REFUSALS:
+        if code in codes or all(word in text for word in words):
+            return DatabaseUnavailable(message.format(where=where, user=user, dbname=dbname, fix=_FIX))
+    return DatabaseUnavailable(f"Cannot reach Postgres at {where}: {_FIX}.")
+
+
+@asynccontextmanager
+async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> AsyncIterator[Pool]:
+    """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
+    _parts(url)
+    try:  # one direct attempt first: a refused or misspelt server fails now, not after the pool timeout
+        probe = await AsyncConnection.connect(url, connect_timeout=max(int(timeout), 1))
+        await probe.close()
+    except Error as error:
+        raise connection_error(url, error) from error
+    pool: Pool = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        max_idle=300.0,
+        timeout=timeout,
+        open=False,
+        check=AsyncConnectionPool.check_connection,
+        kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
+    )
+    try:
+        await pool.open(wait=True, timeout=timeout)
+    except (PoolTimeout, OperationalError) as error:
+        await pool.close()
+        raise DatabaseUnavailable(f"Cannot reach Postgres at {describe_url(url)}: {_FIX}.") from error
+    try:
+        yield pool
+    finally:
+        await pool.close()

@@ -1,0 +1,58 @@
+"""The CLI's consoles and the tables of the commands that must answer fast (threads, history, db status):
+Rich only, no LangGraph or LangChain import."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Column, Table
+
+if TYPE_CHECKING:
+    from checkpoint.status import DatabaseStatus
+    from checkpoint.threads import ThreadSummary
+    from graphs.events import CheckpointInfo
+
+__all__ = ["CHECKPOINT_ID_CHARS", "console", "errors", "render_history", "render_status", "render_threads"]
+
+CHECKPOINT_ID_CHARS = 36
+"""A checkpoint id is a UUID in text form."""
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, even in a pipe
+
+
+def render_threads(threads: list[ThreadSummary]) -> None:
+    table = Table("thread", "checkpoints", "updated")
+    for thread in threads:
+        table.add_row(thread.thread_id, str(thread.checkpoints), thread.updated_at)
+    console.print(table if threads else "no threads yet")
+
+
+def render_history(history: list[CheckpointInfo]) -> None:
+    # The id is what replay and fork take: never wrapped or cut, the other columns give way.
+    whole_id = Column("checkpoint", no_wrap=True, min_width=CHECKPOINT_ID_CHARS)
+    table = Table(whole_id, "step", "time", "node", "next", "messages")
+    for info in history:
+        table.add_row(
+            info.checkpoint_id,
+            str(info.step),
+            info.created_at or "",
+            ", ".join(info.ran) or info.source,
+            ", ".join(info.next_nodes),
+            str(info.messages),
+        )
+    console.print(table)
+
+
+def render_status(where: str, status: DatabaseStatus) -> None:
+    console.print(f"Postgres {status.server_version} at {where}")
+    console.print("upstream migrations: " + ", ".join(f"{k}={v}" for k, v in status.migrations.items()))
+    for applied in status.project_migrations:
+        console.print(f"project migration {applied.name}: applied {applied.applied_at:%Y-%m-%d %H:%M}")
+    if status.pending_migrations:
+        console.print(f"[yellow]pending: {', '.join(status.pending_migrations)}[/] — run `convomem db setup`")
+    table = Table("table", "rows", "size")
+    for size in status.tables:
+        table.add_row(size.name, str(size.rows), f"{size.bytes / 1024:.0f} KiB")
+    console.print(table)
