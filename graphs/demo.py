@@ -22,7 +22,7 @@ CHILD = "│ "
 """Marks the lines a child process prints, relayed as they come."""
 TOKENS_BEFORE_KILL = 24
 """Bytes of streamed reply the killed child prints first, so the kill is visibly mid-reply."""
-QUIET_NOTE = 15.0
+QUIET_NOTE = 30.0
 """Seconds without an event before the tour says what is still running (the local model's memory calls
 take minutes, with nothing to stream)."""
 
