@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AnyMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import Runnable
+from langchain_core.messages import HumanMessage
 from langgraph.func import task
 from langgraph.runtime import Runtime
 from langgraph.store.base import BaseStore, PutOp
@@ -25,19 +24,11 @@ from nodes.extraction_batch import (
     mentioning,
     not_extracted,
 )
-from nodes.memory import (
-    EntityCandidate,
-    EntityRecord,
-    Extraction,
-    merge_entity,
-    parse_candidates,
-    parse_profile,
-    with_alias,
-)
-from nodes.models import with_transient_retry
+from nodes.extraction_request import ExtractionMethod, make_extractor, request_extraction
+from nodes.memory import EntityCandidate, EntityRecord, merge_entity, with_alias
 from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.profile import ProfileUpdate, update_profile
-from nodes.prompts import EXTRACTION_SYSTEM, REPAIR_REQUEST
+from nodes.recognizer import Recognizer
 from nodes.resolution import MATCH_KINDS, SEMANTIC_THRESHOLD, index_names, resolve_entity
 from nodes.review import REVIEW_ANSWERS, decide_review
 from nodes.state import Clock, Context, Node, State, Update, memory_user
@@ -56,63 +47,6 @@ _log = logging.getLogger("convomem.extract")
 
 ENTITY_INDEX_FIELDS = ["value", "aliases[*]"]
 """What the store's vector index embeds per entity record when semantic resolution is on."""
-
-
-def _no_call_reason(reply: Any) -> str:
-    invalid = getattr(reply, "invalid_tool_calls", None) or []
-    if invalid:
-        return f"the tool arguments are not valid JSON ({str(invalid[0].get('error') or '')[:80]})"
-    return "no tool call in the reply"
-
-
-def _parsed(arguments: Any, *, last_attempt: bool) -> dict[str, Any]:
-    """Entities and profile of one reply. A bad profile earns the repair attempt; on the last attempt it
-    is dropped and the entities are kept."""
-    entities, dropped = parse_candidates(arguments)
-    try:
-        profile = parse_profile(arguments.get("profile"))
-    except ValueError as failure:
-        if not last_attempt:
-            raise
-        profile = None
-        dropped.append(f"profile: {str(failure).splitlines()[0][:120]}")
-    result: dict[str, Any] = {
-        "entities": [e.model_dump() for e in entities],
-        "dropped": dropped,
-        "error": None,
-    }
-    if profile is not None:
-        result["profile"] = profile.model_dump(exclude_defaults=True)
-    return result
-
-
-async def request_extraction(extractor: Runnable[Any, Any], text: str) -> dict[str, Any]:
-    """Ask for entities and profile; one repair attempt on a malformed reply, then give up without raising.
-
-    Returns {"entities": [...], "dropped": [...], "error": str | None} plus "profile" when one was
-    proposed (JSON-friendly: it is a task result).
-    """
-    request = HumanMessage(content=f"Newest user message:\n{text}")
-    messages: list[AnyMessage] = [SystemMessage(content=EXTRACTION_SYSTEM), request]
-    error = ""
-    for attempt in range(2):
-        try:
-            reply = await extractor.ainvoke(messages)
-        except Exception as failure:
-            _log.warning("entity extraction skipped, the model failed: %s", failure)
-            return {"entities": [], "dropped": [], "error": f"model failed: {type(failure).__name__}"}
-        calls = getattr(reply, "tool_calls", None) or []
-        try:
-            if not calls:
-                raise ValueError(_no_call_reason(reply))
-            return _parsed(calls[0]["args"], last_attempt=attempt == 1)
-        except (ValueError, ValidationError) as failure:
-            error = str(failure).splitlines()[0][:200]
-            # The repair note goes in the system part: the user's words stay the last message.
-            repair = f"{EXTRACTION_SYSTEM}\n\n{REPAIR_REQUEST.format(error=error)}"
-            messages = [SystemMessage(content=repair), request]
-    _log.warning("entity extraction failed after one repair attempt: %s", error)
-    return {"entities": [], "dropped": [], "error": error}
 
 
 def check_review_answer(pending: Sequence[Any], answer: Any) -> None:
@@ -221,21 +155,23 @@ def make_extract_entities(
     max_attempts: int = 3,
     semantic: bool = False,
     semantic_threshold: float = SEMANTIC_THRESHOLD,
+    method: ExtractionMethod = "function_calling",
+    examples: bool = False,
+    recognizer: Recognizer | None = None,
 ) -> Node:
     """Never fails the turn: model errors are retried, then recorded in `extraction.error`.
 
-    `stream=False`: nobody watches these tokens, and under the graph's message streaming a forced tool
-    call would otherwise be streamed, which llama.cpp's function-calling handler does not finish.
-    `semantic` adds the store's vector search to resolution; the store must have an index configured,
-    and records are then embedded on ENTITY_INDEX_FIELDS. `clock` stamps first/last seen and fact
-    validity; `extract_every` and `new_content_only` set the cadence (see the node's docstring).
+    `method`, `examples` and `recognizer` say how entities are found (nodes.extraction_request: the
+    model's forced tool call or grammar-constrained JSON, worked examples in its prompt, an offline NER
+    first pass); whoever proposes them, only the user's own words are stored. `semantic` adds the
+    store's vector search to resolution; the store must have an index configured, and records are then
+    embedded on ENTITY_INDEX_FIELDS. `clock` stamps first/last seen and fact validity; `extract_every`
+    and `new_content_only` set the cadence (see the node's docstring).
     """
-    extractor = with_transient_retry(
-        model.bind_tools([Extraction], tool_choice=Extraction.__name__).bind(stream=False), max_attempts
-    )
+    extractor = make_extractor(model, method, max_attempts)
 
     async def propose(text: str) -> dict[str, Any]:
-        return await request_extraction(extractor, text)
+        return await request_extraction(extractor, text, recognizer=recognizer, examples=examples)
 
     # A task, so a resumed review sees the same proposal instead of asking the model again.
     propose_entities: Any = task(name="propose_entities")(propose)  # type: ignore[arg-type]

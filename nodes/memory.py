@@ -9,7 +9,8 @@ from typing import Any
 from langgraph.store.base import Item
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from nodes.profile import ProfileUpdate
+from nodes.grounding import grounded, junk_reason
+from nodes.profile import ProfileUpdate, ground_profile
 
 __all__ = [
     "ENTITY_TYPES",
@@ -28,11 +29,7 @@ __all__ = [
 
 ENTITY_TYPES = ("PERSON", "ORG", "LOC", "DATE", "PRODUCT", "TECH", "EVENT", "OTHER")
 MAX_VALUE_CHARS = 120
-MAX_VALUE_WORDS = 8
 MAX_ENTITIES_PER_TURN = 12
-NOT_ENTITIES = frozenset(
-    {"i", "me", "you", "we", "he", "she", "it", "they", "my", "your", "user", "assistant"}
-)
 MAX_CONTEXT_CHARS = 240
 KEPT_CONTEXTS = 5
 KEPT_SOURCE_IDS = 50
@@ -63,12 +60,10 @@ class EntityCandidate(BaseModel):
         cleaned = " ".join(value.split())
         if not cleaned:
             raise ValueError("empty entity value")
-        if len(cleaned) > MAX_VALUE_CHARS or len(cleaned.split()) > MAX_VALUE_WORDS:
-            raise ValueError(
-                f"entity value longer than {MAX_VALUE_WORDS} words / {MAX_VALUE_CHARS} characters"
-            )
-        if cleaned.casefold().strip(".,;:!?") in NOT_ENTITIES:
-            raise ValueError("a pronoun is not an entity")
+        if len(cleaned) > MAX_VALUE_CHARS:
+            raise ValueError(f"entity value longer than {MAX_VALUE_CHARS} characters")
+        if reason := junk_reason(cleaned):
+            raise ValueError(f"not an entity: {reason}")
         return cleaned
 
     @field_validator("context", mode="before")
@@ -99,11 +94,12 @@ class EntityRecord(BaseModel):
     source_message_ids: list[str] = Field(default_factory=list)
 
 
-def parse_candidates(arguments: Any) -> tuple[list[EntityCandidate], list[str]]:
+def parse_candidates(arguments: Any, source: str | None = None) -> tuple[list[EntityCandidate], list[str]]:
     """Valid candidates from tool-call arguments, plus one note per entity dropped.
 
     Raises ValidationError when the arguments do not have the schema's shape at all, which is what
-    earns the model its one repair attempt; single bad entities are dropped, not repaired.
+    earns the model its one repair attempt; single bad entities are dropped, not repaired. With
+    `source` (the user's words the model read), a value the user did not write is dropped too.
     """
     if not isinstance(arguments, dict) or not isinstance(arguments.get("entities"), list):
         Extraction.model_validate(arguments if isinstance(arguments, dict) else {"entities": arguments})
@@ -112,9 +108,14 @@ def parse_candidates(arguments: Any) -> tuple[list[EntityCandidate], list[str]]:
     dropped: list[str] = []
     for raw in arguments["entities"]:
         try:
-            kept.append(EntityCandidate.model_validate(raw))
+            candidate = EntityCandidate.model_validate(raw)
         except ValidationError as error:
             dropped.append(f"{str(raw)[:60]}: {error.errors()[0]['msg']}")
+            continue
+        if source is not None and not grounded(candidate.value, source):
+            dropped.append(f"{candidate.value[:60]}: not in the user's words")
+            continue
+        kept.append(candidate)
     return kept, dropped
 
 
@@ -136,18 +137,21 @@ def _longest_text(value: object) -> int:
     return max((_longest_text(item) for item in value), default=0) if isinstance(value, list) else 0
 
 
-def parse_profile(raw: Any) -> ProfileUpdate | None:
+def parse_profile(raw: Any, source: str | None = None) -> ProfileUpdate | None:
     """The profile part of tool-call arguments; None when absent or empty.
 
     Raises ValueError (ValidationError included) for a profile that is not usable, which earns the
     repair attempt. A string far beyond every bound is refused rather than cut: it is a runaway
-    generation, and its first characters are not a name or a fact.
+    generation, and its first characters are not a name or a fact. With `source` (the user's words),
+    only what the user said about themselves is kept (nodes.profile.ground_profile).
     """
     if raw is None or raw == {}:
         return None
     if _longest_text(raw) > MAX_RAW_PROFILE_CHARS:
         raise ValueError(f"a profile value is longer than {MAX_RAW_PROFILE_CHARS} characters")
     profile = ProfileUpdate.model_validate(raw)
+    if source is not None:
+        profile = ground_profile(profile, source)
     return profile if profile.model_dump(exclude_defaults=True) else None
 
 

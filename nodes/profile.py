@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 
+from nodes.grounding import about_the_user, grounded, introduces_self, junk_reason
 from nodes.namespaces import profile_namespace
 from nodes.prompts import PROFILE_HEADER
 
@@ -25,6 +26,7 @@ __all__ = [
     "UserProfile",
     "fit_lines",
     "format_profile",
+    "ground_profile",
     "load_profile",
     "merge_profile",
     "text_tokens",
@@ -43,11 +45,12 @@ KEPT_FACT_VERSIONS = 10
 
 
 def _collapse(value: object, max_chars: int) -> object:
-    """Whitespace collapsed and cut to `max_chars`; blank becomes None. Non-strings pass to validation."""
+    """Whitespace collapsed and cut to `max_chars`; blank or junk (nodes.grounding.junk_reason) becomes
+    None. Non-strings pass to validation."""
     if not isinstance(value, str):
         return value
     cleaned = " ".join(value.split())[:max_chars].strip()
-    return cleaned or None
+    return cleaned if cleaned and junk_reason(cleaned) is None else None
 
 
 def _clean_list(value: object, max_items: int, max_chars: int) -> object:
@@ -135,6 +138,32 @@ class ProfileUpdate(BaseModel):
     preferred_topics: Topics = Field(default_factory=list)
     facts: Annotated[list[FactStatement], Field(max_length=5), BeforeValidator(_valid_facts)] = Field(
         default_factory=list
+    )
+
+
+def ground_profile(profile: ProfileUpdate, source: str) -> ProfileUpdate:
+    """Only what the user said about themselves, in their own words (`source`): a name they introduced
+    themselves with, facts stated in the first person and not about a relative, and words they wrote.
+
+    What the model took from its instructions, its examples or a third person is dropped.
+    """
+    name = profile.name if profile.name and introduces_self(source, profile.name) else None
+    name = name if name and grounded(name, source) else None
+
+    def own(value: str | None) -> str | None:
+        return value if value and grounded(value, source) else None
+
+    return ProfileUpdate(
+        name=name,
+        language=own(profile.language),
+        communication_style=own(profile.communication_style),
+        interests=[item for item in profile.interests if own(item)],
+        preferred_topics=[item for item in profile.preferred_topics if own(item)],
+        facts=[
+            fact
+            for fact in profile.facts
+            if grounded(fact.value, source) and about_the_user(fact.value, source)
+        ],
     )
 
 

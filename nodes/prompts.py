@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "DEFAULT_INSTRUCTIONS",
+    "EXTRACTION_EXAMPLES",
     "EXTRACTION_SYSTEM",
     "MEMORY_HEADER",
     "PROFILE_HEADER",
@@ -34,6 +35,22 @@ EXTRACTION_SYSTEM = (
     "entity found; use an empty list when there is none. Fill `profile` only with what the user says "
     "about themselves (name, where they live or work, what they like); leave it out otherwise."
 )
+
+EXTRACTION_EXAMPLES = """Copy names exactly as the user wrote them; never invent one. Examples:
+
+Message: My name is Maria Rossi, I live in Turin and I work for Fiat as a Python developer.
+{"entities": [{"type": "PERSON", "value": "Maria Rossi"}, {"type": "LOC", "value": "Turin"}, \
+{"type": "ORG", "value": "Fiat"}, {"type": "TECH", "value": "Python"}], "profile": {"name": "Maria Rossi", \
+"facts": [{"attribute": "lives_in", "value": "Turin"}, {"attribute": "works_at", "value": "Fiat"}]}}
+
+Message: My brother Paul visited Berlin in June 2019.
+{"entities": [{"type": "PERSON", "value": "Paul"}, {"type": "LOC", "value": "Berlin"}, \
+{"type": "DATE", "value": "June 2019"}]}
+
+Message: Can you explain how rainbows form?
+{"entities": []}"""
+"""Worked examples for small models (CONVOMEM_EXTRACTION_EXAMPLES); their names are never the user's, so
+a model that copies them proposes nothing that is stored (nodes.grounding)."""
 
 REPAIR_REQUEST = (
     "Your previous reply could not be used: {error}. Call the tool again with arguments that match its "

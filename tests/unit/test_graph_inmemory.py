@@ -125,7 +125,8 @@ async def test_load_memory_budget_limits_what_respond_sees() -> None:
         scripts={"extract": [extraction(*({"type": "ORG", "value": f"Company{n:02d}"} for n in range(30)))]}
     )
     graph, store = unit_graph(model, memory_tokens=30)
-    await run_turn(graph, HumanMessage("lots of orgs", id="h1"))
+    # Only names the user wrote are stored (nodes.grounding), so the message names all thirty.
+    await run_turn(graph, HumanMessage(" ".join(f"Company{n:02d}" for n in range(30)), id="h1"))
     assert len(await entities(store)) == 30
     result = await run_turn(graph, HumanMessage("Company07?", id="h2"))
     assert result["memory_keys"][0] == "Company07"
