@@ -27,6 +27,8 @@ from tests.parity.rig import PROFILE, Rig
 from tests.parity.server_driver import user_says
 from tests.parity.support import FIRST, thread_with_turns
 
+pytestmark = pytest.mark.timeout(600)  # the first item of a batch runs all of its cases
+
 LANES = 2
 """Cases run at once: the machine's two cores."""
 LONG_ID = "x" * 5000

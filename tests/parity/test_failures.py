@@ -15,7 +15,7 @@ from tests.parity.rig import Rig
 from tests.parity.support import FIRST, SECOND, assert_finished, assert_ok, observe, thread_with_turns
 
 THIRD = "What do you remember about me?"
-MODEL_WAIT = 3.0
+MODEL_WAIT = 4.0
 """Seconds the model takes while Postgres restarts under the turn: longer than a restart takes."""
 KILLED_WAIT = 90.0
 """Seconds the model would take in the killed turn: it is killed long before."""
