@@ -15,9 +15,10 @@ from checkpoint.persistence import Pool, open_pool
 from checkpoint.transcript import TranscriptArchive, open_transcript
 from graphs.conversation import build_graph
 from graphs.database import database_url
-from graphs.models import shared_chat_model
+from graphs.models import shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
 from graphs.turn_graph import TurnRules
+from nodes.config import for_model
 from nodes.reduce_history import Compact
 from nodes.state import Context, State
 
@@ -57,17 +58,22 @@ async def open_graph_parts(
     `pool` is the database the graph's own writes go to (transcript, compaction, undoing a failed run);
     without one, a small pool of `max_connections` is opened for as long as the parts are used.
     """
-    config = graph_config(settings)
+    # The embedded model's defaults (extraction method, recognizer, reply penalty) only when it is the one
+    # used: a `model` handed in (tests, benchmarks) or a configured server gets the remote defaults.
+    config = for_model(graph_config(settings), local=model is None and settings.uses_local_model)
     async with AsyncExitStack() as stack:
         if pool is None:
             url = await database_url(settings)
             pool = await stack.enter_async_context(open_pool(url, max_size=max_connections))
         archive = await open_transcript(pool, settings.transcript_language)
         chat_model = model if model is not None else await asyncio.to_thread(shared_chat_model, settings)
+        required = settings.entity_recognizer == "spacy"  # asked for, not the embedded model's default
+        recognizer = await asyncio.to_thread(shared_recognizer, config.entity_recognizer, required=required)
         builder = build_graph(
             config,
             chat_model,
             archive=archive,
             compact=compactor(pool, keep_recent_runs=config.step_history_turns),
+            recognizer=recognizer,
         )
         yield GraphParts(builder, TurnRules(config, pool), archive, pool)

@@ -18,6 +18,7 @@ from nodes.config import GraphConfig
 from nodes.extract_entities import make_extract_entities
 from nodes.load_memory import make_load_memory
 from nodes.models import is_transient_model_error
+from nodes.recognizer import Recognizer
 from nodes.reduce_history import Archive, Compact, make_reduce_history
 from nodes.respond import make_respond
 from nodes.state import Clock, Context, State
@@ -54,19 +55,22 @@ def build_graph(
     archive: Archive | None = None,
     compact: Compact | None = None,
     clock: Clock = utc_now,
+    recognizer: Recognizer | None = None,
 ) -> StateGraph[State, Context, State, State]:
     """The uncompiled builder, configured once; callers compile it with compile_graph.
 
     `archive` keeps every message in the transcript before reduce_history drops it from the working
     set (checkpoint.transcript.TranscriptArchive); without one, folded messages survive only in the
-    summary. `compact` drops old step checkpoints every `config.compact_every` turns.
+    summary. `compact` drops old step checkpoints every `config.compact_every` turns. `recognizer` is
+    extraction's offline first pass (config.entity_recognizer says whether the composition root made one).
     """
     memory_model = memory_model or model
     attempts = config.model_retries
     semantic = config.semantic_memory
     builder = StateGraph(State, context_schema=Context)
+    style = "list" if config.memory_style == "auto" else config.memory_style
     load = make_load_memory(
-        memory_tokens=config.memory_tokens, default_user_id=config.user_id, semantic=semantic
+        memory_tokens=config.memory_tokens, default_user_id=config.user_id, semantic=semantic, style=style
     )
     builder.add_node("load_memory", load)
     builder.add_node("respond", make_respond(model, config), retry_policy=model_retry_policy(attempts))
@@ -78,6 +82,9 @@ def build_graph(
         new_content_only=config.extract_on_new_content_only,
         max_attempts=attempts,
         semantic=semantic,
+        method="function_calling" if config.extraction_method == "auto" else config.extraction_method,
+        examples=bool(config.extraction_examples),
+        recognizer=recognizer,
     )
     builder.add_node("extract_entities", extract)
     summarize = make_summarize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from pathlib import Path
 
@@ -14,8 +15,11 @@ from nodes.errors import ConfigError
 from nodes.extract_entities import ENTITY_INDEX_FIELDS
 from nodes.model_server import RunningServer, ensure_server
 from nodes.models import LOCAL_MODEL_NAME, LocalModelServer, find_local_model_file, make_chat_model
+from nodes.recognizer import Recognizer, spacy_recognizer
 
-__all__ = ["LOCAL_SERVER_LOG", "embedding_index", "shared_chat_model"]
+__all__ = ["LOCAL_SERVER_LOG", "embedding_index", "shared_chat_model", "shared_recognizer"]
+
+_log = logging.getLogger("convomem.models")
 
 
 LOCAL_SERVER_LOG = "llama-server.log"
@@ -40,6 +44,24 @@ def shared_chat_model(settings: Settings) -> ChatOpenAI:
     return make_chat_model(
         model=settings.model, base_url=settings.openai_base_url, api_key=key, timeout=settings.model_timeout
     )
+
+
+@cache
+def shared_recognizer(kind: str, *, required: bool = True) -> Recognizer | None:
+    """Extraction's offline first pass (GraphConfig.entity_recognizer, resolved), loaded once per process.
+
+    Not `required` (the embedded model's default, not the user's explicit choice): when spaCy is not
+    installed, extraction goes on with the model alone and says so in the log.
+    """
+    if kind != "spacy":
+        return None
+    try:
+        return spacy_recognizer()
+    except ConfigError as error:
+        if required:
+            raise
+        _log.warning("extraction runs without its offline first pass: %s", error)
+        return None
 
 
 def embedding_index(settings: Settings) -> PostgresIndexConfig | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from nodes.prompts import DEFAULT_INSTRUCTIONS
 
-__all__ = ["DEFAULT_USER_ID", "GraphConfig", "TurnSettings"]
+__all__ = ["DEFAULT_USER_ID", "LOCAL_MODEL_DEFAULTS", "GraphConfig", "TurnSettings", "for_model"]
 
 DEFAULT_USER_ID = "default"
 """Whose memory a run uses when neither the caller nor the thread names a user."""
@@ -31,6 +33,29 @@ class TurnSettings(BaseModel):
     )
     temperature: float = Field(default=0.2, ge=0.0, le=2.0, description="Sampling temperature of replies.")
     max_tokens: int = Field(default=1024, ge=1, le=65536, description="Longest reply, in tokens.")
+    frequency_penalty: float | None = Field(
+        default=None,
+        ge=-2.0,
+        le=2.0,
+        description="Penalty on tokens a reply repeats (stops loops); unset: the embedded model's default.",
+    )
+    extraction_method: Literal["auto", "function_calling", "json_schema", "none"] = Field(
+        default="auto",
+        description="How extraction asks the model: a forced tool call, JSON under the schema's grammar "
+        "(llama.cpp), or none (the recognizer alone); auto: the embedded model's default, else tool call.",
+    )
+    extraction_examples: bool | None = Field(
+        default=None, description="Worked examples in the extraction prompt; unset: on for the local model."
+    )
+    entity_recognizer: Literal["auto", "spacy", "none"] = Field(
+        default="auto",
+        description="Offline NER first pass before the model (spaCy); auto: on with the embedded model.",
+    )
+    memory_style: Literal["auto", "list", "sentences"] = Field(
+        default="auto",
+        description="How memory is written for respond: a labelled list, or plain sentences to the user that "
+        "a small model repeats back; auto: sentences on the embedded model.",
+    )
     model_retries: int = Field(
         default=3, ge=1, le=10, description="Attempts on transient model errors (connection, 429, 5xx)."
     )
@@ -58,3 +83,27 @@ class GraphConfig(TurnSettings):
     semantic_memory: bool = Field(
         default=False, description="Entities are embedded and matched by meaning (the store has an index)."
     )
+
+
+LOCAL_MODEL_DEFAULTS: dict[str, object] = {
+    "frequency_penalty": 0.3,
+    "extraction_method": "none",
+    "extraction_examples": True,
+    "entity_recognizer": "spacy",
+    "memory_style": "sentences",
+}
+"""What "auto"/unset means on the embedded model, chosen from `python -m bench.memory_eval` (README)."""
+
+REMOTE_MODEL_DEFAULTS: dict[str, object] = {
+    "extraction_method": "function_calling",
+    "extraction_examples": False,
+    "entity_recognizer": "none",
+    "memory_style": "list",
+}
+
+
+def for_model(config: GraphConfig, *, local: bool) -> GraphConfig:
+    """`config` with every "auto"/unset model-dependent field resolved for the embedded model or not."""
+    defaults = LOCAL_MODEL_DEFAULTS if local else REMOTE_MODEL_DEFAULTS
+    unset = {key for key in defaults if getattr(config, key, None) in (None, "auto")}
+    return config.model_copy(update={key: defaults[key] for key in unset})

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from nodes.config import DEFAULT_USER_ID
 from nodes.entity_index import entity_keys_for, name_words
 from nodes.memory import EntityRecord
+from nodes.memory_text import mentioned_text, profile_sentences
 from nodes.namespaces import entity_namespace
 from nodes.profile import fit_lines, format_profile, load_profile, text_tokens
 from nodes.prompts import MEMORY_HEADER
@@ -145,9 +146,15 @@ def _join(*sections: str) -> str:
 
 
 def make_load_memory(
-    *, memory_tokens: int, default_user_id: str = DEFAULT_USER_ID, semantic: bool = False
+    *,
+    memory_tokens: int,
+    default_user_id: str = DEFAULT_USER_ID,
+    semantic: bool = False,
+    style: str = "list",
 ) -> Node:
     """`semantic=True` when the store has a vector index: the closest entities by meaning join too.
+    `style` "sentences" writes memory as plain sentences to the user (nodes.memory_text), which a small
+    model repeats back; "list" is the labelled list with contexts and dates.
 
     The turn's user is the authenticated caller, else the run's context, else the user of the thread's
     previous turn (state), else `default_user_id`; it is kept in state so every later node of the turn,
@@ -170,9 +177,13 @@ def make_load_memory(
         )
         candidates = _ranked(gathered)
         share = budget // PROFILE_SHARE if candidates else budget
-        profile_text = format_profile(profile, share) if profile else ""
+        as_sentences = style == "sentences"
+        profile_text = (
+            (profile_sentences if as_sentences else format_profile)(profile, share) if profile else ""
+        )
         room = budget - text_tokens(profile_text + "\n\n") if profile_text else budget
-        memory_text, values = format_memory([c.record for c in candidates], room)
+        records = [c.record for c in candidates]
+        memory_text, values = (mentioned_text if as_sentences else format_memory)(records, room)
         picked = candidates[: len(values)]
         trace = (
             [{"key": "profile", "value": profile.name or "", "why": ["profile"]}]

@@ -25,6 +25,7 @@ from pydantic import SecretStr
 from nodes.errors import ConfigError, ModelUnavailable
 
 __all__ = [
+    "LOCAL_CHAT_FORMAT",
     "LOCAL_MODEL_NAME",
     "LocalModelServer",
     "find_local_model_file",
@@ -35,6 +36,13 @@ __all__ = [
 
 LOCAL_MODEL_NAME = "smollm2-135m-instruct"
 LOCAL_CONTEXT_TOKENS = 4096
+LOCAL_CHAT_FORMAT = "chatml"
+"""SmolLM2's own template. Not `chatml-function-calling`: that one HTML-escapes every message (`you&#39;re`)
+and the model copies the entities into its replies; forced tool calls and `response_format` schemas are
+grammar-constrained by llama-cpp-python's generic handler all the same."""
+REPEAT_WINDOW_TOKENS = 256
+"""Tokens llama.cpp's repeat penalty looks back over (its default, 64, is shorter than a paragraph, so a
+paragraph could repeat forever)."""
 _log = logging.getLogger("convomem.models")
 
 
@@ -108,8 +116,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class LocalModelServer:
     """`python -m llama_cpp.server` on a free loopback port, stopped when convomem exits."""
 
-    def __init__(self, model_file: Path, *, log_file: Path, threads: int = 2) -> None:
+    def __init__(
+        self, model_file: Path, *, log_file: Path, threads: int = 2, chat_format: str = LOCAL_CHAT_FORMAT
+    ) -> None:
         self.model_file = model_file
+        self.chat_format = chat_format
         self.log_file = log_file
         self.threads = threads
         self.port = 0
@@ -131,7 +142,7 @@ class LocalModelServer:
             "--model", str(self.model_file), "--model_alias", LOCAL_MODEL_NAME,
             "--host", "127.0.0.1", "--port", str(port),
             "--n_ctx", str(LOCAL_CONTEXT_TOKENS), "--n_threads", str(self.threads),
-            "--chat_format", "chatml-function-calling",
+            "--chat_format", self.chat_format, "--last_n_tokens_size", str(REPEAT_WINDOW_TOKENS),
         ]  # fmt: skip
 
     def start(self, timeout: float = 120.0) -> str:

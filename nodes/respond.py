@@ -38,9 +38,11 @@ def build_prompt(state: State, config: GraphConfig) -> list[AnyMessage]:
 
 
 def make_respond(model: BaseChatModel, config: GraphConfig) -> Node:
-    """The instructions, budgets and reply parameters (temperature, max_tokens) are the graph's."""
+    """The instructions, budgets and reply parameters (temperature, max_tokens, frequency_penalty) are
+    the graph's; a penalty left unset is not sent (the server's own default holds)."""
+    penalty = {} if config.frequency_penalty is None else {"frequency_penalty": config.frequency_penalty}
     replier: Runnable[list[AnyMessage], Any] = model.bind(
-        temperature=config.temperature, max_tokens=config.max_tokens
+        temperature=config.temperature, max_tokens=config.max_tokens, **penalty
     )
 
     async def respond(state: State, runtime: Runtime[Context]) -> Update:
