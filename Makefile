@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo chat server test test-local lint pgbouncer postgres bench bench-quick clean
+.PHONY: demo chat server test test-local lint pgbouncer postgres bench bench-quick eval-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m bench --quick
+
+# Memory quality on the real local model (bench/memory_eval): counts per option, bench/results/memory_eval.md.
+# EVAL_ARGS passes options, e.g. EVAL_ARGS='--option default --cases tour --runs 10'.
+eval-memory: $(VENV)/.local-installed $(VENV)/.dev-installed
+	$(BIN)/python -m bench.memory_eval $(EVAL_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .langgraph_api
