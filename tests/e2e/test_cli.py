@@ -505,7 +505,7 @@ def test_transcript_search_stats_and_forget(cli: Cli, settings: Settings, databa
     assert thread_rows(database_url, "other").checkpoints
     assert entities(settings, "u") == []
     assert entities(settings, "v")
-    assert "no archived messages" in assert_ok(cli.run("transcript", "--thread", "t")).stdout
+    assert "No thread 't'" in assert_clean_error(cli.run("transcript", "--thread", "t")), "forgotten for good"
 
 
 # --------------------------------------------------------------------------------------------- demo
