@@ -100,8 +100,9 @@ async def test_typos_merge_and_look_alikes_do_not(
         proposal(("PERSON", "Ada Lovelace"), ("LOC", "Paris"), ("PERSON", "Jordan")),
         proposal(("PERSON", "Ada Lovelase"), ("LOC", "Parma"), ("LOC", "Jordan")),
     )
-    await app.send("t", "first")
-    await app.send("t", "second")
+    # Only names the user wrote are stored (nodes.grounding): the messages name what is proposed.
+    await app.send("t", "Ada Lovelace met Jordan in Paris.")
+    await app.send("t", "Ada Lovelase flew from Parma to Jordan.")
     assert sorted(entity_rows(database_url)) == [
         "LOC:jordan",
         "LOC:paris",
