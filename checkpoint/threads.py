@@ -23,6 +23,7 @@ __all__ = [
     "require_thread",
     "resolve_checkpoint",
     "thread_exists",
+    "unknown_checkpoint",
 ]
 
 
@@ -181,6 +182,14 @@ async def require_thread(pool: Pool, thread_id: str) -> None:
         raise UnknownThread(f"No thread {thread_id!r}: `convomem threads` lists the threads there are.")
 
 
+def unknown_checkpoint(thread_id: str, checkpoint_id: str) -> UnknownCheckpoint:
+    """The one wording of "no such checkpoint", on every path (the CLI's prefixes, the server's ids)."""
+    return UnknownCheckpoint(
+        f"No checkpoint of thread {thread_id!r} starts with {checkpoint_id[:64]!r}: "
+        f"`convomem history --thread {thread_id}` lists them."
+    )
+
+
 async def resolve_checkpoint(pool: Pool, thread_id: str, prefix: str) -> str:
     """The full id of the thread's one checkpoint whose id starts with `prefix` (a whole id works too).
 
@@ -203,7 +212,7 @@ async def resolve_checkpoint(pool: Pool, thread_id: str, prefix: str) -> str:
         return str(found[0])
     history = f"`convomem history --thread {thread_id}` lists them"
     if not found:
-        raise UnknownCheckpoint(f"No checkpoint of thread {thread_id!r} starts with {wanted!r}: {history}.")
+        raise unknown_checkpoint(thread_id, wanted)
     raise UnknownCheckpoint(
         f"Checkpoint prefix {wanted!r} matches several checkpoints of thread {thread_id!r} "
         f"({', '.join(found[:2])}, ...): give more characters ({history})."

@@ -24,6 +24,7 @@ from graphs.composition import open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
 from graphs.events import CheckpointInfo, PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
+from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
 from graphs.memory_api import EntityMentions, MemoryApi
 from graphs.settings import Durability, Settings
@@ -260,33 +261,7 @@ class Convomem(MemoryApi):
         """Checkpoints newest first, each with the nodes that produced it and the ones due next;
         UnknownThread for a thread that never existed."""
         await require_thread(self.persistence.pool, validate_id(thread_id))
-        snapshots = [s async for s in self.graph.aget_state_history(self.config(thread_id), limit=limit)]
-        by_id = {s.config["configurable"]["checkpoint_id"]: s for s in snapshots}
-        infos = []
-        for snap in snapshots:
-            metadata = snap.metadata or {}
-            parent = await self._parent(snap, by_id)
-            ran = tuple(parent.next) if parent and metadata.get("source") == "loop" else ()
-            infos.append(
-                CheckpointInfo(
-                    checkpoint_id=snap.config["configurable"]["checkpoint_id"],
-                    step=int(metadata.get("step", -1)),
-                    created_at=snap.created_at,
-                    source=str(metadata.get("source", "")),
-                    ran=ran,
-                    next_nodes=tuple(snap.next),
-                    messages=len(snap.values.get("messages") or []),
-                )
-            )
-        return infos
-
-    async def _parent(self, snap: StateSnapshot, known: dict[str, StateSnapshot]) -> StateSnapshot | None:
-        parent_id = (snap.parent_config or {}).get("configurable", {}).get("checkpoint_id")
-        if parent_id is None:
-            return None
-        if parent_id in known:
-            return known[parent_id]
-        return await self.graph.aget_state(snap.parent_config or {})
+        return await checkpoint_history(self.graph, self.config(thread_id), limit=limit)
 
 
 @asynccontextmanager

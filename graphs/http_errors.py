@@ -40,7 +40,7 @@ def as_auth_refusal(error: ConvomemError) -> Auth.exceptions.HTTPException:
     return Auth.exceptions.HTTPException(status_code=status_of(error), detail=str(error))
 
 
-async def convomem_error_response(request: Request, error: Exception) -> Response:
+def convomem_error_response(request: Request, error: Exception) -> Response:
     """Starlette exception handler of the server's custom app (state edits the graph refuses)."""
     assert isinstance(error, ConvomemError)
     return JSONResponse({"detail": str(error)}, status_code=status_of(error))

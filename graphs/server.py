@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import unquote
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graphs.database import open_database
 from graphs.http_errors import convomem_error_response
+from graphs.input_rules import check_thread_id
 from graphs.settings import Settings
-from nodes.errors import ConvomemError
+from nodes.errors import ConvomemError, InvalidInput
 
 __all__ = ["app", "checkpointer", "store"]
 
@@ -35,6 +40,29 @@ async def store() -> AsyncIterator[AsyncPostgresStore]:
         yield persistence.store
 
 
-app = Starlette(exception_handlers={ConvomemError: convomem_error_response})
-"""The custom HTTP app (langgraph.json `http.app`): its exception handler answers a ConvomemError the
-graph raises during a request (a state edit that breaks the input rules) with its 4xx and message."""
+class ThreadIdRule:
+    """ASGI middleware: a malformed thread id in a `/threads/<id>/...` URL is refused with the words the
+    CLI prints (422), before langgraph-api's own UUID check answers with its own. A well-formed id that is
+    not a UUID still gets the server's answer: LangGraph Server wants UUID thread ids."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        parts = scope["path"].split("/") if scope["type"] == "http" else []
+        if len(parts) > 2 and parts[1] == "threads" and parts[2]:
+            try:
+                check_thread_id(unquote(parts[2]))
+            except InvalidInput as error:
+                await convomem_error_response(Request(scope), error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+app = Starlette(
+    middleware=[Middleware(ThreadIdRule)],
+    exception_handlers={ConvomemError: convomem_error_response},
+)
+"""The custom HTTP app (langgraph.json `http.app`): its middleware refuses malformed thread ids, and its
+exception handler answers a ConvomemError the graph raises during a request (a state edit that breaks the
+input rules) with its 4xx and message."""

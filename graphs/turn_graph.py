@@ -23,7 +23,7 @@ from psycopg import OperationalError
 from checkpoint.ids import validate_user_id
 from checkpoint.metadata import REVIEW_KEY, USER_KEY
 from checkpoint.persistence import Pool
-from checkpoint.threads import RunHead, discard_run, read_run_head
+from checkpoint.threads import RunHead, discard_run, read_run_head, unknown_checkpoint
 from graphs.input_rules import (
     CheckedInput,
     check_context,
@@ -38,7 +38,6 @@ from nodes.errors import (
     InvalidInput,
     ModelUnavailable,
     NothingToResume,
-    UnknownCheckpoint,
 )
 from nodes.extract_entities import check_review_answer
 from nodes.state import Context, State
@@ -197,10 +196,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
                 saver = self.checkpointer
                 found = await saver.aget_tuple(config) if isinstance(saver, BaseCheckpointSaver) else True
         if found is None:
-            raise UnknownCheckpoint(
-                f"Thread {thread_id!r} has no checkpoint {str(checkpoint_id)[:64]!r}: list them with "
-                f"`convomem history --thread {thread_id}`."
-            )
+            raise unknown_checkpoint(thread_id, str(checkpoint_id))
 
     async def _undo(self, plan: PlannedRun) -> None:
         pool = self._rules().pool
