@@ -38,7 +38,11 @@ def shared_chat_model(settings: Settings) -> ChatOpenAI:
     if settings.uses_local_model:
         server = _local_server(str(settings.data_dir))
         return make_chat_model(
-            model=LOCAL_MODEL_NAME, base_url=server.base_url, api_key=None, timeout=settings.model_timeout
+            model=LOCAL_MODEL_NAME,
+            base_url=server.base_url,
+            api_key=None,
+            timeout=settings.model_timeout,
+            legacy_max_tokens=True,
         )
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else None
     return make_chat_model(

@@ -27,6 +27,7 @@ from nodes.errors import ConfigError, ModelUnavailable
 __all__ = [
     "LOCAL_CHAT_FORMAT",
     "LOCAL_MODEL_NAME",
+    "LegacyMaxTokensChatOpenAI",
     "LocalModelServer",
     "find_local_model_file",
     "is_transient_model_error",
@@ -46,11 +47,33 @@ paragraph could repeat forever)."""
 _log = logging.getLogger("convomem.models")
 
 
+class LegacyMaxTokensChatOpenAI(ChatOpenAI):
+    """ChatOpenAI for servers that know only `max_tokens` (llama-cpp-python's): langchain-openai renames
+    it to `max_completion_tokens`, which such a server ignores, so replies would have no cap at all.
+    `_get_request_payload` is langchain-openai's private hook: pinned by
+    tests/unit/test_upstream_pins.py::test_legacy_servers_get_max_tokens."""
+
+    def _get_request_payload(
+        self, input_: Any, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
+        if "max_completion_tokens" in payload:
+            payload["max_tokens"] = payload.pop("max_completion_tokens")
+        return payload
+
+
 def make_chat_model(
-    *, model: str, base_url: str | None, api_key: str | None, timeout: float = 120.0
+    *,
+    model: str,
+    base_url: str | None,
+    api_key: str | None,
+    timeout: float = 120.0,
+    legacy_max_tokens: bool = False,
 ) -> ChatOpenAI:
-    """A ChatOpenAI for OpenAI or any OpenAI-compatible server; retries are LangGraph's, not the SDK's."""
-    return ChatOpenAI(
+    """A ChatOpenAI for OpenAI or any OpenAI-compatible server; retries are LangGraph's, not the SDK's.
+    `legacy_max_tokens` for a server that caps replies by `max_tokens` only (the embedded local model)."""
+    kind = LegacyMaxTokensChatOpenAI if legacy_max_tokens else ChatOpenAI
+    return kind(
         model=model,
         base_url=base_url,
         api_key=SecretStr(api_key or "not-needed"),

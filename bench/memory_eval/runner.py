@@ -46,7 +46,9 @@ def running_server(option: Option, cache: Path, log: Path, threads: int) -> Loca
 
 async def extraction_pass(option: Option, base_url: str, sentences: list[Sentence]) -> list[SentenceScore]:
     """Each sentence through request_extraction, bound exactly as the extract_entities node binds it."""
-    model = make_chat_model(model=LOCAL_MODEL_NAME, base_url=base_url, api_key=None, timeout=TIMEOUT_S)
+    model = make_chat_model(
+        model=LOCAL_MODEL_NAME, base_url=base_url, api_key=None, timeout=TIMEOUT_S, legacy_max_tokens=True
+    )
     method: Any = option.extraction_method
     extractor = make_extractor(model, method, max_attempts=3)
     recognizer = await asyncio.to_thread(shared_recognizer, option.entity_recognizer)

@@ -310,3 +310,20 @@ def test_the_server_marks_a_run_whose_request_gave_a_context() -> None:
     source = ast.get_source_segment(text, function) or ""
     marked = source.index('configurable["__context_provided__"] = True')
     assert source.rindex("if context:", 0, marked) < marked < source.index("Runs.put(")
+
+
+def test_legacy_servers_get_max_tokens() -> None:
+    """langchain-openai renames max_tokens to max_completion_tokens in `_get_request_payload` (private);
+    llama-cpp-python's server knows only max_tokens, so the local model's payload renames it back."""
+    from langchain_core.messages import HumanMessage
+
+    from nodes.models import make_chat_model
+
+    plain = make_chat_model(model="m", base_url="http://127.0.0.1:9/v1", api_key=None)
+    legacy = make_chat_model(
+        model="m", base_url="http://127.0.0.1:9/v1", api_key=None, legacy_max_tokens=True
+    )
+    upstream = plain._get_request_payload([HumanMessage("hi")], max_tokens=7)
+    ours = legacy._get_request_payload([HumanMessage("hi")], max_tokens=7)
+    assert upstream.get("max_completion_tokens") == 7 and "max_tokens" not in upstream
+    assert ours.get("max_tokens") == 7 and "max_completion_tokens" not in ours
