@@ -111,7 +111,8 @@ def _parsed(arguments: Any, source: str, *, last_attempt: bool) -> dict[str, Any
 
 
 async def _ask_model(extractor: Runnable[Any, Any], text: str, system: str) -> dict[str, Any]:
-    request = HumanMessage(content=f"Newest user message:\n{text}")
+    # Shaped like the worked examples ("Message: ..."); "Newest user message:" was copied back as a value.
+    request = HumanMessage(content=f"Message: {text}")
     messages: list[AnyMessage] = [SystemMessage(content=system), request]
     error = ""
     for attempt in range(2):

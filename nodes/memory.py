@@ -75,7 +75,8 @@ class EntityCandidate(BaseModel):
 class Extraction(BaseModel):
     """Entities mentioned in the newest turn of the conversation, and what it says about the user."""
 
-    entities: list[EntityCandidate] = Field(default_factory=list, max_length=MAX_ENTITIES_PER_TURN)
+    # Required: under a JSON-schema grammar an optional list lets a small model answer `{}` every time.
+    entities: list[EntityCandidate] = Field(max_length=MAX_ENTITIES_PER_TURN)
     profile: ProfileUpdate | None = None
 
 
