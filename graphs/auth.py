@@ -155,7 +155,7 @@ def _confine_to_owner(auth: Auth) -> None:
         resume's `update`) get the same `user_id`, because extract_entities prefers the state's
         user_id when it resumes a review; `goto` could hand a node any state at all, so it is refused.
         """
-        await check_run_request(value)
+        await check_run_request(value, read_thread=False)
         identity = ctx.user.identity
         value.setdefault("metadata", {})[OWNER_KEY] = identity
         kwargs = value.setdefault("kwargs", {})

@@ -40,9 +40,14 @@ async def _checker() -> TurnGraph:
     return _checkers[0]
 
 
-async def check_run_request(value: dict[str, Any]) -> None:
+async def check_run_request(value: dict[str, Any], *, read_thread: bool = True) -> None:
     """Refuse a run (Auth.exceptions.HTTPException, 4xx) whose input, context, thread or checkpoint the
-    turn's rules refuse. `value` is langgraph-api's RunsCreate: thread_id and the run's kwargs."""
+    turn's rules refuse. `value` is langgraph-api's RunsCreate: thread_id and the run's kwargs.
+
+    `read_thread=False` (bearer tokens: the server has not yet checked that the thread is the caller's)
+    checks only what the request itself says; a rule that reads the thread (nothing to resume, an unknown
+    checkpoint, a pending review) then refuses the run when it starts, so another user's thread never
+    answers anything but the server's 404."""
     kwargs = value.get("kwargs") or {}
     configurable = dict((kwargs.get("config") or {}).get("configurable") or {})
     try:
@@ -59,6 +64,8 @@ async def check_run_request(value: dict[str, Any]) -> None:
             if configurable.get("checkpoint_id"):
                 config["configurable"]["checkpoint_id"] = configurable["checkpoint_id"]
         graph = await _checker()
+        if not read_thread:
+            config = {"configurable": {}}
         await graph.check_run(graph_input, config, kwargs.get("context"))  # type: ignore[arg-type]
     except ConvomemError as error:
         raise as_auth_refusal(error) from None

@@ -167,9 +167,10 @@ async def test_a_resume_cannot_redirect_memories_to_another_user(
     thread_id = await alice_thread(alice, review_memory=True)
 
     approve = {"resume": "approve", "update": {"user_id": "bob"}}
-    await alice.runs.wait(thread_id, GRAPH, command=approve)
+    assert await status_of(alice.runs.wait(thread_id, GRAPH, command=approve)) == 422  # input rules
     goto = {"goto": {"node": "extract_entities", "input": {"user_id": "bob"}}}
-    assert await status_of(alice.runs.wait(thread_id, GRAPH, command=goto)) == 403
+    assert await status_of(alice.runs.wait(thread_id, GRAPH, command=goto)) == 422
+    await alice.runs.wait(thread_id, GRAPH, command={"resume": "approve"})
 
     assert entity_keys(database_url, "bob") == []
     assert entity_keys(database_url, "alice") == ["LOC:paris", "PERSON:alice"]
@@ -180,7 +181,8 @@ async def test_a_state_edit_cannot_redirect_memories_to_another_user(
 ) -> None:
     thread_id = await alice_thread(alice, review_memory=True)
 
-    await alice.threads.update_state(thread_id, {"user_id": "bob"})  # the handler cannot see the values
+    # The auth handler cannot see a state edit's values; the graph refuses them (the custom app's 422).
+    assert await status_of(alice.threads.update_state(thread_id, {"user_id": "bob"})) == 422
     await alice.runs.wait(thread_id, GRAPH, command={"resume": "approve"})
 
     assert entity_keys(database_url, "bob") == []
