@@ -227,7 +227,8 @@ def _embedding_inputs(body: Json) -> list[str] | None:
 
 
 def _extraction_arguments(body: Json) -> str:
-    text = _last_user_text(body)
+    # The request labels the text like its worked examples ("Message: ..."); the label is not the user's.
+    text = _last_user_text(body).removeprefix("Message: ")
     arguments: Json = {"entities": extract_entities(text)}
     parameters = body["tools"][0].get("function", {}).get("parameters", {})
     if "profile" in parameters.get("properties", {}) and (profile := extract_profile(text)):

@@ -200,7 +200,7 @@ async def test_a_checkpoint_holding_an_interrupt_is_kept(app: Convomem, database
 
     assert [len(run) for run in runs(database_url, "t")] == [1, 1, 1]
     assert await app.pending_interrupts("t") == paused.interrupts
-    await finish(app.resume("t"))
+    await finish(app.resume("t", "approve"))
     await talk(app, "t", 2, start=2)
     # Make the interrupt a middle step of an old run (as if the resume had been the same run).
     interrupted, resumed = runs(database_url, "t")[2:4]
