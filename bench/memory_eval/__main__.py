@@ -14,10 +14,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from bench.db import create_database
 from bench.memory_eval.cases import RecallCase, Sentence, load_cases
 from bench.memory_eval.options import OPTIONS
 from bench.memory_eval.report import OptionRun, markdown, table
-from bench.memory_eval.runner import extraction_pass, recall_pass, running_server
+from bench.memory_eval.runner import extraction_pass, long_replies, recall_pass, running_server
 from checkpoint.embedded import start_embedded, stop_embedded
 
 __all__ = ["main"]
@@ -69,7 +70,19 @@ async def run(args: argparse.Namespace) -> list[OptionRun]:
                             run=number,
                             max_tokens=args.max_tokens,
                         )
-                    result = OptionRun(option, number, scores, recalled, sentences, recall)
+                    long = []
+                    if args.recall and args.long_replies:
+                        progress(f"{name} run {number}/{args.runs}: {args.long_replies} long replies")
+                        url = await asyncio.to_thread(create_database, root, f"memory_eval_long_{number}")
+                        long = await long_replies(
+                            option,
+                            server.base_url,
+                            url=url,
+                            data_dir=data_dir,
+                            count=args.long_replies,
+                            max_tokens=args.long_tokens,
+                        )
+                    result = OptionRun(option, number, scores, recalled, sentences, recall, long)
                     progress(result.line())
                     runs.append(result)
     finally:
@@ -88,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", choices=("all", "tour", "quick"), default="all")
     parser.add_argument("--no-recall", dest="recall", action="store_false", help="extraction only")
     parser.add_argument("--max-tokens", type=int, default=96, help="reply cap (CONVOMEM_MAX_TOKENS)")
+    parser.add_argument("--long-replies", type=int, default=0, help="open-ended turns to check for loops")
+    parser.add_argument("--long-tokens", type=int, default=400, help="reply cap of those turns")
     parser.add_argument("--threads", type=int, default=1, help="llama.cpp threads (1: busy machine)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args(argv)
@@ -104,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{stem}.md").write_text(report)
     raw = [
         {"option": r.option.name, "run": r.number, "sentences": [asdict(s) for s in r.scores],
-         "recall": [asdict(x) for x in r.recall]}
+         "recall": [asdict(x) for x in r.recall], "long": [asdict(x) for x in r.long]}
         for r in runs
     ]  # fmt: skip
     (args.out / f"{stem}.json").write_text(json.dumps(raw, indent=1, default=str))

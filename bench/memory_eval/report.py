@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bench.memory_eval.cases import RecallCase, Sentence
 from bench.memory_eval.options import Option
@@ -24,6 +24,7 @@ class OptionRun:
     recall: list[RecallResult]
     sentences: list[Sentence]
     cases: list[RecallCase]
+    long: list[RecallResult] = field(default_factory=list)
 
     def per_type(self) -> dict[str, list[int]]:
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
@@ -66,6 +67,7 @@ def _rows(runs: list[OptionRun]) -> tuple[list[list[str]], list[list[str]]]:
     for name, group in by_option.items():
         scores = [s for r in group for s in r.scores]
         recall = [x for r in group for x in r.recall]
+        replies = [*recall, *(x for r in group for x in r.long)]
         totals: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
         for run in group:
             for type_, counts in run.per_type().items():
@@ -86,8 +88,8 @@ def _rows(runs: list[OptionRun]) -> tuple[list[list[str]], list[list[str]]]:
                 _ratio(sum(x.correct for x in recall), len(recall)),
                 _ratio(sum(r.tour_ok() for r in group), len(group)),
                 _ratio(sum(tour_recall), len(tour_recall)),
-                str(sum(x.looped for x in recall)),
-                str(sum(x.html_entities for x in recall)),
+                _ratio(sum(x.looped for x in replies), len(replies)),
+                str(sum(x.html_entities for x in replies)),
                 _median([s.seconds for s in scores]),
                 _median([t for x in recall for t in x.turn_seconds]),
             ]
@@ -102,7 +104,8 @@ def _rows(runs: list[OptionRun]) -> tuple[list[list[str]], list[list[str]]]:
 SUMMARY_HEAD = [
     "option", "entity precision", "entity recall", "profile facts found", "wrong facts", "junk stored",
     "dropped by validation", "recall answers correct", "tour extraction ok (runs)", "tour recall ok (runs)",
-    "replies looping", "HTML entities in replies", "s / extraction (median)", "s / graph turn (median)",
+    "replies looping (of all)", "HTML entities in replies", "s / extraction (median)",
+    "s / graph turn (median)",
 ]  # fmt: skip
 
 
