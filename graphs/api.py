@@ -171,6 +171,8 @@ class Convomem(MemoryApi):
 
         async def plan(writer: ThreadWriter) -> RunPlan:
             snapshot = await self.state(thread_id)
+            if snapshot.created_at is None:
+                await self.require_thread(thread_id)
             if snapshot.interrupts and value is None:
                 raise InvalidInput(
                     f"Thread {thread_id!r} waits for an answer to its memory review: give {REVIEW_ANSWERS} "
@@ -249,6 +251,10 @@ class Convomem(MemoryApi):
     async def pending_interrupts(self, thread_id: str) -> tuple[PendingInterrupt, ...]:
         return interrupts_of(await self.state(thread_id))
 
+    async def require_thread(self, thread_id: str) -> None:
+        """UnknownThread unless a run has used the thread."""
+        await require_thread(self.persistence.pool, validate_id(thread_id))
+
     async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
         return await list_threads(self.persistence.pool, limit=limit)
 
@@ -260,7 +266,7 @@ class Convomem(MemoryApi):
     async def history(self, thread_id: str, *, limit: int = 50) -> list[CheckpointInfo]:
         """Checkpoints newest first, each with the nodes that produced it and the ones due next;
         UnknownThread for a thread that never existed."""
-        await require_thread(self.persistence.pool, validate_id(thread_id))
+        await self.require_thread(thread_id)
         return await checkpoint_history(self.graph, self.config(thread_id), limit=limit)
 
 

@@ -20,6 +20,7 @@ from graphs.cli import (
     checked_thread,
     conversation_commands,
     reported_errors,
+    run_inspecting,
     run_with,
     run_with_pool,
     shown_as,
@@ -93,6 +94,7 @@ async def _resume(cm: Convomem, thread: str, user: str | None, answer: Any, busy
     from graphs.cli_session import Terminal
     from nodes.review import REVIEW_ANSWERS
 
+    await cm.require_thread(thread)
     pending = await cm.pending_interrupts(thread)
     review = memory_review(pending)
     if review is not None and answer is None:
@@ -182,8 +184,7 @@ def resume(
 def pending(
     thread: Thread, as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False
 ) -> None:
-    """What a thread waits for: its memory review, numbered as `resume --value` keeps them, or its
-    unfinished turn."""
+    """What a thread waits for: its memory review (numbered as --value keeps them) or unfinished turn."""
     from graphs.cli_review import pending_report, render_pending, thread_pending
 
     def show(found: tuple[dict[str, Any] | None, tuple[str, ...]]) -> None:
@@ -192,7 +193,11 @@ def pending(
         else:
             render_pending(thread, *found)
 
-    run_with(lambda cm: thread_pending(cm, thread), show=show)
+    async def find(cm: Convomem) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+        await cm.require_thread(thread)
+        return await thread_pending(cm, thread)
+
+    run_inspecting(find, show=show)
 
 
 @conversation_commands.command()
@@ -210,7 +215,7 @@ def history(thread: Thread, limit: Annotated[int, typer.Option(min=1)] = 30, as_
     from graphs.cli_tables import render_history
 
     checked_thread(thread)
-    run_with(lambda cm: cm.history(thread, limit=limit), show=shown_as(render_history, as_json))
+    run_inspecting(lambda cm: cm.history(thread, limit=limit), show=shown_as(render_history, as_json))
 
 
 @conversation_commands.command()
