@@ -35,6 +35,7 @@ __all__ = [
     "print_error",
     "read_settings",
     "reported_errors",
+    "run_inspecting",
     "run_with",
     "run_with_database",
     "run_with_memory",
@@ -159,6 +160,19 @@ def run_with(work: Callable[[Convomem], Awaitable[T]], show: Callable[[T], objec
         from graphs.api import open_convomem
 
         async with open_convomem(settings) as convomem:
+            show(await work(convomem))
+
+    run_with_settings(with_convomem)
+
+
+def run_inspecting(work: Callable[[Convomem], Awaitable[T]], show: Callable[[T], object] = _ignore) -> None:
+    """As run_with, for commands that only read threads: the graph without a model (none is started)."""
+
+    async def with_convomem(settings: Settings) -> None:
+        from graphs.api import open_convomem
+        from nodes.models import NoModel
+
+        async with open_convomem(settings, model=NoModel()) as convomem:
             show(await work(convomem))
 
     run_with_settings(with_convomem)

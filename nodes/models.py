@@ -12,12 +12,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 import openai
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -29,6 +34,7 @@ __all__ = [
     "LOCAL_MODEL_NAME",
     "LegacyMaxTokensChatOpenAI",
     "LocalModelServer",
+    "NoModel",
     "find_local_model_file",
     "is_transient_model_error",
     "make_chat_model",
@@ -212,3 +218,25 @@ class LocalModelServer:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class NoModel(BaseChatModel):
+    """The model of a graph opened only to read threads (history, transcript, pending): reading state
+    needs the graph's shape, not a model, so none is started; a call is a bug, reported as one."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "none"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Nodes bind their tools when the graph is built; the binding is never called either."""
+        return self
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise ConfigError("This command reads threads only; it has no model to call.")
