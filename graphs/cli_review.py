@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
@@ -158,10 +160,15 @@ async def answer_reviews(
     the run asks. Input that ends leaves the review pending."""
     from graphs.cli_render import console
 
+    stays = f"the review stays pending: `convomem resume --thread {thread_id}` answers it"
     while (review := memory_review(pending)) is not None:
-        answer = await ask_review_answer(review, ask)
+        try:
+            answer = await ask_review_answer(review, ask)
+        except asyncio.CancelledError:  # Ctrl-C at a one-shot command's prompt (asyncio.run cancels)
+            console.print(f"\ninterrupted: {stays}")
+            raise typer.Exit(130) from None
         if answer is None:
-            console.print(f"the review stays pending: `convomem resume --thread {thread_id}` answers it")
+            console.print(stays)
             return
         final = await run(cm.resume(thread_id, answer, user_id=user))
         if final is None:

@@ -102,6 +102,13 @@ def test_review_answers_mean_what_they_say(cli: Cli, settings: Settings, databas
 
 def test_resume_at_a_terminal_asks_and_confirms(cli: Cli, settings: Settings) -> None:
     assert_ok(cli.run("chat", "--thread", "t", "--user", "u", "--review", "--message", ALICE))
+    with Terminal(cli, "resume", "--thread", "t") as term:  # Ctrl-C at the prompt leaves it pending
+        term.expect("numbers to keep.*: ")
+        term.send(CTRL_C)
+        term.expect("interrupted: the review stays pending")
+        assert term.wait() == 130
+    assert "Traceback" not in term.output
+    assert state(settings, "t").interrupts, "Ctrl-C answers nothing"
     with Terminal(cli, "resume", "--thread", "t") as term:
         term.expect("Memory review")
         term.expect("numbers to keep.*: ")
