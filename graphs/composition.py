@@ -12,6 +12,7 @@ from langgraph.graph import StateGraph
 
 from checkpoint.compaction import compact_thread
 from checkpoint.persistence import Pool, open_pool
+from checkpoint.recall import TranscriptRecall
 from checkpoint.transcript import TranscriptArchive, open_transcript
 from graphs.conversation import build_graph
 from graphs.database import database_url
@@ -75,5 +76,6 @@ async def open_graph_parts(
             archive=archive,
             compact=compactor(pool, keep_recent_runs=config.step_history_turns),
             recognizer=recognizer,
+            passages=TranscriptRecall(pool, archive.language),
         )
         yield GraphParts(builder, TurnRules(config, pool), archive, pool)
