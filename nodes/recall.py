@@ -14,6 +14,7 @@ __all__ = [
     "PASSAGES_HEADER",
     "RECALL_SHARE",
     "SEARCH_WIDTH",
+    "TRACE_CHARS",
     "Passage",
     "PassageSearch",
     "passage_trace",
@@ -28,6 +29,8 @@ SEARCH_WIDTH = 3
 PASSAGES_HEADER = "From your earlier conversations with this user (their words and yours):"
 MAX_QUERY_WORDS = 32
 """Words of the message the search looks for: a long paste is searched by its first ones."""
+TRACE_CHARS = 200
+"""Characters of a passage the trace keeps: enough to recognise it, not a second copy of a long paste."""
 _WORD = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
 
@@ -71,12 +74,15 @@ def _normal(text: str) -> str:
     return _SPACE.sub(" ", text).strip().casefold()
 
 
+def _clip(text: str, chars: int) -> str:
+    text = _SPACE.sub(" ", text).strip()
+    return text if len(text) <= chars else text[: max(chars - 1, 0)] + "…"
+
+
 def _line(passage: Passage, max_tokens: int) -> str:
     who = "the user said" if passage.role == "human" else "you said"
     head = f"- ({passage.created_at:%Y-%m-%d}, {who}) "
-    room = max(max_tokens * 4 - len(head), 0)
-    text = _SPACE.sub(" ", passage.text).strip()
-    return head + (text if len(text) <= room else text[: max(room - 1, 0)] + "…")
+    return head + _clip(passage.text, max(max_tokens * 4 - len(head), 0))
 
 
 def select_passages(
@@ -108,7 +114,7 @@ def passage_trace(passage: Passage) -> dict[str, Any]:
     """JSON-friendly reasons for state's `memory_trace`, beside the entities' (load_memory.Candidate)."""
     return {
         "key": "passage",
-        "value": passage.text,
+        "value": _clip(passage.text, TRACE_CHARS),
         "thread": passage.thread_id,
         "message_id": passage.message_id,
         "role": passage.role,
