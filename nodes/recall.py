@@ -49,6 +49,8 @@ class Passage:
     """Higher is more relevant: distinct words matched, then full-text rank (and, hybrid, vector rank)."""
     matched: list[str] = field(default_factory=list)
     """The message's words found in the passage (as the user wrote them)."""
+    similarity: float | None = None
+    """Cosine similarity to the message, when an embedding model found it close in meaning."""
 
 
 class PassageSearch(Protocol):
@@ -112,6 +114,12 @@ def select_passages(
 
 def passage_trace(passage: Passage) -> dict[str, Any]:
     """JSON-friendly reasons for state's `memory_trace`, beside the entities' (load_memory.Candidate)."""
+    why = [f"other conversation {passage.thread_id}"]
+    if passage.matched:
+        why.append("matched words: " + ", ".join(passage.matched))
+    if passage.similarity is not None:
+        why.append(f"similarity: {passage.similarity:.3f}")
+    why.append(f"rank score: {passage.score:.3f}")
     return {
         "key": "passage",
         "value": _clip(passage.text, TRACE_CHARS),
@@ -121,9 +129,6 @@ def passage_trace(passage: Passage) -> dict[str, Any]:
         "at": passage.created_at.isoformat(),
         "score": round(passage.score, 4),
         "matched": list(passage.matched),
-        "why": [
-            f"other conversation {passage.thread_id}",
-            "matched words: " + (", ".join(passage.matched) or "by meaning"),
-            f"rank score: {passage.score:.3f}",
-        ],
+        "similarity": None if passage.similarity is None else round(passage.similarity, 4),
+        "why": why,
     }
