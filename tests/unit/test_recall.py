@@ -7,10 +7,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langgraph.runtime import ExecutionInfo, Runtime
 from langgraph.store.memory import InMemoryStore
+from pydantic import ValidationError
 
+from graphs.settings import Settings, graph_config
 from nodes.load_memory import make_load_memory
 from nodes.profile import text_tokens
 from nodes.recall import (
@@ -173,3 +176,14 @@ def test_search_words_are_plain_distinct_words() -> None:
     ]
     assert search_words("?! -- ;") == []
     assert len(search_words(" ".join(f"w{n}" for n in range(100)))) == 32
+
+
+def test_recall_passages_is_read_from_the_environment_with_its_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CONVOMEM_RECALL_PASSAGES", raising=False)
+    assert Settings().recall_passages == 3
+    monkeypatch.setenv("CONVOMEM_RECALL_PASSAGES", "0")
+    assert graph_config(Settings()).recall_passages == 0
+    for bad in ("21", "-1", "some"):
+        monkeypatch.setenv("CONVOMEM_RECALL_PASSAGES", bad)
+        with pytest.raises(ValidationError, match="recall_passages"):
+            Settings()
