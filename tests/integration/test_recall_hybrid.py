@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.embeddings import Embeddings
-from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 
 from checkpoint.passage_vectors import EmbeddingArchive
 from checkpoint.persistence import Persistence
@@ -15,13 +14,13 @@ from graphs.api import open_convomem
 from graphs.settings import Settings
 from tests.fake_openai import EMBEDDING_MODEL, FakeOpenAIServer
 from tests.integration.support import rows, system_prompt
+from tests.integration.test_recall import PLANTED, said
 
 TOPICS = (
     {"flight", "plane", "flights", "departure", "airport"},
     {"tea", "beverage", "coffee", "drink"},
     {"weather", "rain", "sunny"},
 )
-PLANTED = "my flight leaves at half past six on tuesday"
 TEA = "I like green tea in the morning"
 
 
@@ -46,11 +45,6 @@ class TopicEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
-
-
-def said(thread: str, *texts: str, ai: bool = False) -> list[AnyMessage]:
-    kind = AIMessage if ai else HumanMessage
-    return [kind(content=text, id=f"{thread}-{'a' if ai else 'h'}{i}") for i, text in enumerate(texts)]
 
 
 @pytest.fixture
