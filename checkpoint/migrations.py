@@ -18,6 +18,7 @@ from psycopg import OperationalError, sql
 
 from checkpoint.connections import Conn, Pool
 from checkpoint.locks import RUN_REQUESTS_DDL
+from checkpoint.passage_vectors import EMBEDDING_DDL
 from checkpoint.transcript import TRANSCRIPT_DDL
 
 __all__ = [
@@ -72,6 +73,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0002_run_requests", (RUN_REQUESTS_DDL,)),
     # Every message of every thread, archived before it leaves the working set; full-text searchable.
     Migration("0003_transcript", TRANSCRIPT_DDL),
+    # An embedding per transcript passage, for hybrid recall when an embedding model is configured.
+    Migration("0004_transcript_embedding", EMBEDDING_DDL),
 )
 
 

@@ -11,11 +11,13 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import StateGraph
 
 from checkpoint.compaction import compact_thread
+from checkpoint.passage_vectors import EmbeddingArchive
 from checkpoint.persistence import Pool, open_pool
+from checkpoint.recall import TranscriptRecall
 from checkpoint.transcript import TranscriptArchive, open_transcript
 from graphs.conversation import build_graph
 from graphs.database import database_url
-from graphs.models import shared_chat_model, shared_recognizer
+from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
@@ -69,11 +71,13 @@ async def open_graph_parts(
         chat_model = model if model is not None else await asyncio.to_thread(shared_chat_model, settings)
         required = settings.entity_recognizer == "spacy"  # asked for, not the embedded model's default
         recognizer = await asyncio.to_thread(shared_recognizer, config.entity_recognizer, required=required)
+        embeddings = embedding_model(settings)  # hybrid recall: passages embedded when archived
         builder = build_graph(
             config,
             chat_model,
-            archive=archive,
+            archive=archive if embeddings is None else EmbeddingArchive(archive, embeddings),
             compact=compactor(pool, keep_recent_runs=config.step_history_turns),
             recognizer=recognizer,
+            passages=TranscriptRecall(pool, archive.language, embeddings),
         )
         yield GraphParts(builder, TurnRules(config, pool), archive, pool)

@@ -18,6 +18,7 @@ from nodes.config import GraphConfig
 from nodes.extract_entities import make_extract_entities
 from nodes.load_memory import make_load_memory
 from nodes.models import is_transient_model_error
+from nodes.recall import PassageSearch
 from nodes.recognizer import Recognizer
 from nodes.reduce_history import Archive, Compact, make_reduce_history
 from nodes.respond import make_respond
@@ -56,6 +57,7 @@ def build_graph(
     compact: Compact | None = None,
     clock: Clock = utc_now,
     recognizer: Recognizer | None = None,
+    passages: PassageSearch | None = None,
 ) -> StateGraph[State, Context, State, State]:
     """The uncompiled builder, configured once; callers compile it with compile_graph.
 
@@ -63,6 +65,8 @@ def build_graph(
     set (checkpoint.transcript.TranscriptArchive); without one, folded messages survive only in the
     summary. `compact` drops old step checkpoints every `config.compact_every` turns. `recognizer` is
     extraction's offline first pass (config.entity_recognizer says whether the composition root made one).
+    `passages` searches the user's other conversations (checkpoint.recall.TranscriptRecall) for
+    load_memory; without one, memory holds no passages.
     """
     memory_model = memory_model or model
     attempts = config.model_retries
@@ -70,7 +74,12 @@ def build_graph(
     builder = StateGraph(State, context_schema=Context)
     style = "list" if config.memory_style == "auto" else config.memory_style
     load = make_load_memory(
-        memory_tokens=config.memory_tokens, default_user_id=config.user_id, semantic=semantic, style=style
+        memory_tokens=config.memory_tokens,
+        default_user_id=config.user_id,
+        semantic=semantic,
+        style=style,
+        passages=passages,
+        recall_passages=config.recall_passages,
     )
     builder.add_node("load_memory", load)
     builder.add_node("respond", make_respond(model, config), retry_policy=model_retry_policy(attempts))

@@ -17,7 +17,7 @@ from nodes.model_server import RunningServer, ensure_server
 from nodes.models import LOCAL_MODEL_NAME, LocalModelServer, find_local_model_file, make_chat_model
 from nodes.recognizer import Recognizer, spacy_recognizer
 
-__all__ = ["LOCAL_SERVER_LOG", "embedding_index", "shared_chat_model", "shared_recognizer"]
+__all__ = ["LOCAL_SERVER_LOG", "embedding_index", "embedding_model", "shared_chat_model", "shared_recognizer"]
 
 _log = logging.getLogger("convomem.models")
 
@@ -68,8 +68,8 @@ def shared_recognizer(kind: str, *, required: bool = True) -> Recognizer | None:
         return None
 
 
-def embedding_index(settings: Settings) -> PostgresIndexConfig | None:
-    """The store's pgvector index when CONVOMEM_EMBEDDING_MODEL is set; None keeps memory lexical."""
+def embedding_model(settings: Settings) -> OpenAIEmbeddings | None:
+    """The configured embedding model (CONVOMEM_EMBEDDING_MODEL): the store's index and hybrid recall."""
     if not settings.embedding_model:
         return None
     if settings.uses_local_model:
@@ -78,7 +78,7 @@ def embedding_index(settings: Settings) -> PostgresIndexConfig | None:
             "OPENAI_BASE_URL or OPENAI_API_KEY too (or unset CONVOMEM_EMBEDDING_MODEL)."
         )
     key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "unused"
-    embeddings = OpenAIEmbeddings(
+    return OpenAIEmbeddings(
         model=settings.embedding_model,
         openai_api_base=settings.openai_base_url,
         openai_api_key=SecretStr(key),
@@ -86,4 +86,11 @@ def embedding_index(settings: Settings) -> PostgresIndexConfig | None:
         check_embedding_ctx_length=False,
         request_timeout=settings.model_timeout,
     )
+
+
+def embedding_index(settings: Settings) -> PostgresIndexConfig | None:
+    """The store's pgvector index when CONVOMEM_EMBEDDING_MODEL is set; None keeps memory lexical."""
+    embeddings = embedding_model(settings)
+    if embeddings is None:
+        return None
     return {"dims": settings.embedding_dims, "embed": embeddings, "fields": list(ENTITY_INDEX_FIELDS)}

@@ -26,6 +26,12 @@ class TurnSettings(BaseModel):
         default=1500, ge=64, description="Working-set size that triggers a fold (folds down to half)."
     )
     memory_tokens: int = Field(default=400, ge=0, description="Budget for remembered facts in the prompt.")
+    recall_passages: int = Field(
+        default=3,
+        ge=0,
+        le=20,
+        description="Passages of the user's other conversations brought into each turn's memory; 0: none.",
+    )
     max_message_bytes: int = Field(default=32 * 1024, ge=1, description="Longest accepted user message.")
     extract_every: int = Field(default=1, ge=1, le=100, description="Extract entities every N human turns.")
     extract_on_new_content_only: bool = Field(

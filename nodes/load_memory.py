@@ -18,6 +18,7 @@ from nodes.memory_text import mentioned_text, profile_sentences
 from nodes.namespaces import entity_namespace
 from nodes.profile import fit_lines, format_profile, load_profile, text_tokens
 from nodes.prompts import MEMORY_HEADER
+from nodes.recall import RECALL_SHARE, SEARCH_WIDTH, Passage, PassageSearch, passage_trace, select_passages
 from nodes.state import Context, Node, State, Update, authenticated_user, newest_human
 from nodes.tokens import text_of
 
@@ -145,16 +146,38 @@ def _join(*sections: str) -> str:
     return "\n\n".join(section for section in sections if section)
 
 
+async def _recall(
+    search: PassageSearch | None, user_id: str, thread_id: str | None, text: str, wanted: int
+) -> list[Passage]:
+    """Candidate passages of the user's other conversations (more than wanted: some may be duplicates)."""
+    if search is None or wanted <= 0 or not text.strip():
+        return []
+    try:
+        return await search(user_id, thread_id, text, wanted * SEARCH_WIDTH)
+    except Exception as error:  # recall is a bonus: a failing search costs the passages, never the turn
+        _log.warning("recall across conversations skipped: %s", error)
+        return []
+
+
+def _known_texts(state: State) -> list[str]:
+    """What the prompt already holds besides memory: the working set and the running summary."""
+    return [text_of(m) for m in state["messages"]] + [state.get("summary") or ""]
+
+
 def make_load_memory(
     *,
     memory_tokens: int,
     default_user_id: str = DEFAULT_USER_ID,
     semantic: bool = False,
     style: str = "list",
+    passages: PassageSearch | None = None,
+    recall_passages: int = 0,
 ) -> Node:
     """`semantic=True` when the store has a vector index: the closest entities by meaning join too.
     `style` "sentences" writes memory as plain sentences to the user (nodes.memory_text), which a small
-    model repeats back; "list" is the labelled list with contexts and dates.
+    model repeats back; "list" is the labelled list with contexts and dates. With `passages`, up to
+    `recall_passages` messages of the user's other conversations that match the newest message come
+    too, within 1/RECALL_SHARE of the budget.
 
     The turn's user is the authenticated caller, else the run's context, else the user of the thread's
     previous turn (state), else `default_user_id`; it is kept in state so every later node of the turn,
@@ -167,14 +190,23 @@ def make_load_memory(
             authenticated_user(runtime) or runtime.context.user_id or state.get("user_id") or default_user_id
         )
         turn = {"user_id": user_id, "review_memory": bool(runtime.context.review_memory)}
-        budget = memory_tokens
-        if runtime.store is None or budget <= 0:
+        if runtime.store is None or memory_tokens <= 0:
             return {**turn, "memory_context": "", "memory_keys": [], "memory_trace": []}
         latest = newest_human(state["messages"])
         text = text_of(latest) if latest else ""
-        gathered, profile = await asyncio.gather(
-            _gather(runtime.store, user_id, text, semantic=semantic), load_profile(runtime.store, user_id)
+        thread_id = runtime.execution_info.thread_id if runtime.execution_info else None
+        gathered, profile, found = await asyncio.gather(
+            _gather(runtime.store, user_id, text, semantic=semantic),
+            load_profile(runtime.store, user_id),
+            _recall(passages, user_id, thread_id, text, recall_passages),
         )
+        recalled_text, recalled = select_passages(
+            found,
+            known=_known_texts(state),
+            wanted=recall_passages,
+            max_tokens=memory_tokens // RECALL_SHARE,
+        )
+        budget = memory_tokens - text_tokens(recalled_text + "\n\n") if recalled_text else memory_tokens
         candidates = _ranked(gathered)
         share = budget // PROFILE_SHARE if candidates else budget
         as_sentences = style == "sentences"
@@ -191,10 +223,11 @@ def make_load_memory(
             else []
         )
         trace += [candidate.trace() for candidate in picked]
+        trace += [passage_trace(passage) for passage in recalled]
         _log.debug("memory for %s: %s", user_id, trace)
         return {
             **turn,
-            "memory_context": _join(profile_text, memory_text),
+            "memory_context": _join(profile_text, memory_text, recalled_text),
             "memory_keys": values,
             "memory_trace": trace,
         }
