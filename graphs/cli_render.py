@@ -5,33 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from checkpoint.retention import PruneReport
-from checkpoint.transcript import (
-    HIGHLIGHT_END,
-    HIGHLIGHT_START,
-    ForgetReport,
-    SearchHit,
-    TranscriptEntry,
-    UserStats,
-)
-from graphs.api import (
-    EntityMentions,
-    PendingInterrupt,
-    ReplyDone,
-    ReplyToken,
-    TurnEnded,
-    TurnEvent,
-)
 from graphs.cli_tables import console, errors, render_history, render_status, render_threads
-from nodes.memory import EntityRecord
-from nodes.profile import UserProfile
+from graphs.events import PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
+
+if TYPE_CHECKING:  # the heavy modules load only where a command needs them
+    from checkpoint.retention import PruneReport
+    from checkpoint.transcript import ForgetReport, SearchHit, TranscriptEntry, UserStats
+    from graphs.memory_api import EntityMentions
+    from nodes.memory import EntityRecord
+    from nodes.profile import UserProfile
 
 __all__ = [
     "console",
@@ -184,6 +172,8 @@ def _when(moment: datetime | None) -> str:
 
 def _highlighted(snippet: str) -> Text:
     """A search snippet with its matched words in bold; the text itself is never read as markup."""
+    from checkpoint.transcript import HIGHLIGHT_END, HIGHLIGHT_START
+
     text = Text()
     for index, part in enumerate(snippet.replace(HIGHLIGHT_END, HIGHLIGHT_START).split(HIGHLIGHT_START)):
         text.append(part.replace("\n", " "), style="bold" if index % 2 else "")
@@ -202,6 +192,8 @@ def render_search(hits: list[SearchHit]) -> None:
 
 def _shown(entry: TranscriptEntry) -> str:
     """The message's text, or for an AI turn that only called tools, which tools it called."""
+    from langchain_core.messages import AIMessage
+
     message = entry.message
     if entry.content or not isinstance(message, AIMessage) or not message.tool_calls:
         return entry.content
