@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -145,6 +146,8 @@ def run_with_settings(work: Callable[[Settings], Coroutine[Any, Any, object]]) -
 
     A command ends with a non-zero code by raising `typer.Exit`; its result is not an exit code.
     """
+    # psycopg_pool logs each failed reconnect as a warning; the command reports the failure in one line.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     with reported_errors():
         asyncio.run(work(read_settings()))
 
