@@ -26,6 +26,7 @@ from graphs.database import database_url, open_database
 from graphs.events import CheckpointInfo, PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
 from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
+from graphs.logs import configure_logging
 from graphs.memory_api import EntityMentions, MemoryApi
 from graphs.settings import Durability, Settings
 from graphs.turn_graph import TurnGraph, unfinished
@@ -284,6 +285,8 @@ async def open_convomem(
     per running turn).
     """
     settings = settings or Settings()
+    if settings.log_level is not None:  # otherwise logging stays the application's
+        configure_logging(settings.log_level, settings.log_format)
     async with AsyncExitStack() as stack:
         persistence = await stack.enter_async_context(open_database(settings))
         url = await database_url(settings)

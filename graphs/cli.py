@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from checkpoint.connections import Pool
     from checkpoint.persistence import Persistence
     from graphs.api import Convomem
+    from graphs.logs import LogLevel
     from graphs.memory_api import MemoryApi
     from graphs.settings import Settings
 
@@ -71,6 +72,24 @@ model_app = typer.Typer(help="The embedded local model server: status, stop.", n
 """`convomem model`: graphs/cli_model.py."""
 app.add_typer(database_app, name="db")
 app.add_typer(model_app, name="model")
+
+_verbosity: dict[str, LogLevel] = {}
+"""The level -v/-vv asked for, above CONVOMEM_LOG_LEVEL."""
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="Log more: -v info, -vv debug (memory trace, retries)."
+        ),
+    ] = 0,
+) -> None:
+    """convomem: a conversational agent whose memory survives everything."""
+    if verbose:
+        _verbosity["level"] = "info" if verbose == 1 else "debug"
+
 
 Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
@@ -146,10 +165,14 @@ def run_with_settings(work: Callable[[Settings], Coroutine[Any, Any, object]]) -
 
     A command ends with a non-zero code by raising `typer.Exit`; its result is not an exit code.
     """
+    from graphs.logs import configure_logging
+
     # psycopg_pool logs each failed reconnect as a warning; the command reports the failure in one line.
     logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     with reported_errors():
-        asyncio.run(work(read_settings()))
+        settings = read_settings()
+        configure_logging(_verbosity.get("level") or settings.log_level or "warning", settings.log_format)
+        asyncio.run(work(settings))
 
 
 def _ignore(_: object) -> None:

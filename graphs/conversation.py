@@ -141,11 +141,14 @@ async def server_graph() -> TurnGraph:
     async with _building:
         if not _served:
             from graphs.composition import open_graph_parts
+            from graphs.logs import configure_logging
             from graphs.settings import Settings
 
+            settings = Settings()
+            configure_logging(settings.log_level or "warning", settings.log_format)
             try:
                 parts = await _serving.enter_async_context(
-                    open_graph_parts(Settings(), max_connections=SERVER_CONNECTIONS)
+                    open_graph_parts(settings, max_connections=SERVER_CONNECTIONS)
                 )
             except BaseException:
                 await _serving.aclose()

@@ -111,10 +111,15 @@ def with_transient_retry(runnable: Runnable[Any, Any], max_attempts: int) -> Run
 
 
 def is_transient_model_error(error: Exception) -> bool:
-    """Errors worth a retry: connection trouble, timeouts, 429 and 5xx."""
-    if isinstance(error, openai.APIConnectionError | openai.RateLimitError | httpx.TransportError):
-        return True
-    return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+    """Errors worth a retry: connection trouble, timeouts, 429 and 5xx (each logged at debug level)."""
+    transient = isinstance(
+        error, openai.APIConnectionError | openai.RateLimitError | httpx.TransportError
+    ) or (isinstance(error, openai.APIStatusError) and error.status_code >= 500)
+    if transient:
+        _log.debug(
+            "transient model error, retried while attempts remain: %s: %s", type(error).__name__, error
+        )
+    return transient
 
 
 def find_local_model_file() -> Path:
