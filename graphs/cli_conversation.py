@@ -46,11 +46,12 @@ def _read_stdin() -> str:
 
 
 def _known_nodes(names: list[str]) -> list[str]:
-    from graphs.conversation import NODES
+    from graphs.conversation import NODES, TOOL_NODE
 
-    unknown = [n for n in names if n not in NODES]
+    known = (*NODES, TOOL_NODE)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(NODES)}.")
+        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(known)}.")
     return names
 
 
