@@ -12,6 +12,7 @@ from rich.text import Text
 from graphs.cli import print_error
 from graphs.events import PendingInterrupt, TurnEnded, TurnEvent
 from nodes.errors import InvalidInput
+from nodes.memory_tools import FORGET_ANSWERS, FORGET_CONFIRMATION, forget_decision
 from nodes.review import REVIEW_ANSWERS, ReviewItem, decide_review, read_review_answer, review_items
 
 if TYPE_CHECKING:
@@ -19,10 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "answer_reviews",
+    "ask_forget_answer",
     "ask_review_answer",
     "confirm_stored",
+    "forget_question",
     "memory_review",
     "pending_report",
+    "render_forget_question",
     "render_pending",
     "render_review",
     "thread_pending",
@@ -158,14 +162,43 @@ async def answer_reviews(
     the run asks. Input that ends leaves the review pending."""
     from graphs.cli_render import console
 
-    while (review := memory_review(pending)) is not None:
-        answer = await ask_review_answer(review, ask)
+    while (review := memory_review(pending)) is not None or forget_question(pending) is not None:
+        answer = await (ask_review_answer(review, ask) if review is not None else ask_forget_answer(ask))
         if answer is None:
-            console.print(f"the review stays pending: `convomem resume --thread {thread_id}` answers it")
+            console.print(f"the question stays pending: `convomem resume --thread {thread_id}` answers it")
             return
         final = await run(cm.resume(thread_id, answer, user_id=user))
         if final is None:
             return
-        if not final.interrupts:
+        if review is not None and not final.interrupts:
             await confirm_stored(cm, thread_id, review, answer)
         pending = final.interrupts
+
+
+def forget_question(pending: tuple[PendingInterrupt, ...]) -> dict[str, Any] | None:
+    """The forget tool's confirmation among a thread's pending interrupts."""
+    for interrupt in pending:
+        if isinstance(interrupt.value, dict) and interrupt.value.get("type") == FORGET_CONFIRMATION:
+            return interrupt.value
+    return None
+
+
+def render_forget_question(question: dict[str, Any]) -> None:
+    from graphs.cli_render import console
+
+    console.print(Text(str(question.get("question", "")), style="yellow"))
+    for item in question.get("items") or []:
+        console.print(Text(f"  - {item}"))
+
+
+async def ask_forget_answer(ask: AskLine) -> bool | None:
+    """Ask until the answer is yes or no; None when input ends."""
+    while True:
+        line = await ask("forget? [y/n] ")
+        if line is None:
+            return None
+        try:
+            return forget_decision(line)
+        except ValueError:
+            if line.strip():
+                print_error(f"answer {FORGET_ANSWERS}.")
