@@ -100,7 +100,7 @@ def tool_events(update: Any) -> list[ToolCall | ToolResult]:
                 events += [ToolCall(c["id"] or "", c["name"], dict(c["args"])) for c in message.tool_calls]
             elif isinstance(message, ToolMessage):
                 error = message.status == "error"
-                events.append(ToolResult(message.tool_call_id, message.name or "", message.text, error))
+                events.append(ToolResult(message.tool_call_id, message.name or "", str(message.text), error))
     return events
 
 
