@@ -197,3 +197,19 @@ def test_functions_become_tools_and_bad_ones_are_refused() -> None:
         as_tools([get_weather, get_weather])
     with pytest.raises(ConfigError, match="is not a tool"):
         as_tools([42])  # type: ignore[list-item]
+
+
+def test_a_turn_whose_tool_traffic_overflows_keeps_every_call_with_a_cut_result() -> None:
+    from nodes.tokens import count_tokens, fit_window
+
+    call = calls(("get_weather", {"city": "Oslo"}), ("get_weather", {"city": "Rome"}))
+    results = [
+        ToolMessage("x" * 4000, tool_call_id=c["id"], id=f"r{n}") for n, c in enumerate(call.tool_calls)
+    ]
+    messages: list[AnyMessage] = [HumanMessage("earlier", id="h0"), AIMessage("a", id="a0"),
+                                  HumanMessage("weather?", id="h1"), call, *results]  # fmt: skip
+    window = fit_window(messages, 300)
+    assert [type(m).__name__ for m in window] == ["HumanMessage", "AIMessage", "ToolMessage", "ToolMessage"]
+    assert window[0].content == "weather?" and all(len(text_of(m)) < 4000 for m in window[2:])
+    assert count_tokens(window) <= 300 + 50
+    assert messages[3] is call and len(text_of(results[0])) == 4000  # the thread is untouched
