@@ -72,7 +72,10 @@ def render_review(review: dict[str, Any]) -> None:
 def pending_report(
     thread_id: str, review: dict[str, Any] | None, next_nodes: tuple[str, ...]
 ) -> dict[str, Any]:
-    """What `pending --json` prints: the numbered review items, or the unfinished turn's next nodes."""
+    """What `pending --json` prints: the numbered review items, the forget question, or the unfinished
+    turn's next nodes."""
+    if review is not None and review.get("type") == FORGET_CONFIRMATION:
+        return {"thread_id": thread_id, "review": None, "forget": review, "next": list(next_nodes)}
     items = [
         {"number": number, "kind": item.kind, "type": kind, "value": value, "context": context}
         for number, item in enumerate(review_items(review or {}), 1)
@@ -88,7 +91,10 @@ def pending_report(
 def render_pending(thread_id: str, review: dict[str, Any] | None, next_nodes: tuple[str, ...]) -> None:
     from graphs.cli_render import console
 
-    if review is not None:
+    if review is not None and review.get("type") == FORGET_CONFIRMATION:
+        render_forget_question(review)
+        console.print(f"answer with `convomem resume --thread {thread_id} --value ANSWER`: {FORGET_ANSWERS}")
+    elif review is not None:
         render_review(review)
         console.print(f"answer with `convomem resume --thread {thread_id} --value ANSWER`: {REVIEW_ANSWERS}")
     elif next_nodes:
@@ -142,11 +148,13 @@ async def confirm_stored(cm: Convomem, thread_id: str, review: dict[str, Any], a
 
 
 async def thread_pending(cm: Convomem, thread_id: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-    """The thread's memory review waiting for an answer, else the nodes its unfinished turn has left."""
+    """The thread's memory review (or forget question) waiting for an answer, else the nodes its
+    unfinished turn has left."""
     from graphs.api import unfinished
 
     snapshot = await cm.state(thread_id)
-    review = memory_review(tuple(PendingInterrupt(i.id, i.value) for i in snapshot.interrupts))
+    pending = tuple(PendingInterrupt(i.id, i.value) for i in snapshot.interrupts)
+    review = memory_review(pending) or forget_question(pending)
     return review, tuple(snapshot.next) if review is None and unfinished(snapshot) else ()
 
 

@@ -3,6 +3,7 @@ to their user, the forget confirmation, folding across tool loops, and calls tha
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -187,3 +188,31 @@ async def test_a_finished_parallel_call_is_not_run_again_on_resume(settings: Set
         ended = await finish(app.resume("t", "yes"))
         assert [r.split(":")[0] for r in ran] == ["hotel", "car"]  # the hotel was booked once
         assert_consistent((await app.state("t")).values["messages"])
+
+
+async def test_malformed_arguments_over_http_come_back_as_an_error_and_the_turn_ends(
+    tooled: Convomem,
+) -> None:
+    events = await collect(tooled.chat("t", "[call get_weather {city: Oslo}]", user_id="u"))
+    [result] = [e for e in events if isinstance(e, ToolResult)]
+    assert result.error and "could not be read" in result.content
+    final = events[-1]
+    assert isinstance(final, TurnEnded) and final.reply and final.reply.startswith("Tool said: Error")
+    messages = (await tooled.state("t")).values["messages"]
+    assert (
+        messages[1].invalid_tool_calls and messages[2].tool_call_id == messages[1].invalid_tool_calls[0]["id"]
+    )
+
+
+async def test_a_hanging_tool_times_out_over_http(settings: Settings) -> None:
+    async def slow_lookup(city: str) -> str:
+        """Looks something up on a service that never answers."""
+        await asyncio.Event().wait()
+        return city
+
+    quick = settings.model_copy(update={"tool_timeout_seconds": 0.2})
+    async with open_convomem(quick, tools=[slow_lookup]) as app:
+        events = await collect(app.chat("t", call("slow_lookup", city="Oslo"), user_id="u"))
+    [result] = [e for e in events if isinstance(e, ToolResult)]
+    assert result.error and "took longer than 0.2 s" in result.content
+    assert isinstance(events[-1], TurnEnded) and not events[-1].next_nodes
