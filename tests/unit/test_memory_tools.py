@@ -79,3 +79,33 @@ async def test_the_cli_prints_each_tool_line_between_reply_text() -> None:
         final = await stream_events(events())
     assert final.reply == "It is sunny."
     assert captured.get().splitlines() == ['⚙ get_weather(city="Oslo") → sunny', "assistant> It is sunny."]
+
+
+async def test_a_tool_acts_for_the_authenticated_caller_whatever_the_state_says() -> None:
+    from langgraph.prebuilt import ToolRuntime
+    from langgraph.runtime import ServerInfo
+    from langgraph.store.memory import InMemoryStore
+
+    from nodes.memory_tools import recall_entity
+    from nodes.namespaces import entity_namespace
+    from nodes.state import Context
+
+    store = InMemoryStore()
+    record = {"type": "ORG", "value": "Acme", "mentions": 1, "threads": ["t1"], "first_seen": "2026-01-01",
+              "last_seen": "2026-01-02", "confidence": 0.9}  # fmt: skip
+    await store.aput(entity_namespace("alice"), "org:acme", record)
+    caller = SimpleNamespace(is_authenticated=True, identity="alice")
+    runtime = ToolRuntime(
+        state={"user_id": "mallory"},
+        context=Context(user_id="mallory"),
+        config={},
+        stream_writer=lambda chunk: None,
+        tool_call_id="c1",
+        store=store,
+        server_info=ServerInfo(assistant_id="a", graph_id="convomem", user=caller),  # type: ignore[arg-type]
+    )
+    assert recall_entity.coroutine is not None
+    found = await recall_entity.coroutine("Acme", runtime)
+    assert found.startswith("Acme (ORG)")
+    unauthenticated = ToolRuntime(**{**runtime.__dict__, "server_info": None})
+    assert await recall_entity.coroutine("Acme", unauthenticated) == "Nothing remembered as 'Acme'."
