@@ -23,7 +23,16 @@ from checkpoint.threads import ThreadSummary, list_threads, require_thread, reso
 from graphs.composition import open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
-from graphs.events import CheckpointInfo, PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
+from graphs.events import (
+    CheckpointInfo,
+    PendingInterrupt,
+    ReplyDone,
+    ReplyToken,
+    ToolCall,
+    ToolResult,
+    TurnEnded,
+    TurnEvent,
+)
 from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
 from graphs.logs import configure_logging
@@ -45,6 +54,7 @@ from nodes.errors import (
     UnknownCheckpoint,
     UnknownThread,
 )
+from nodes.memory_tools import FORGET_ANSWERS, FORGET_CONFIRMATION
 from nodes.review import REVIEW_ANSWERS
 from nodes.state import Context
 
@@ -69,6 +79,8 @@ __all__ = [
     "Settings",
     "ThreadBusy",
     "TooManyRuns",
+    "ToolCall",
+    "ToolResult",
     "TurnEnded",
     "TurnEvent",
     "UnknownCheckpoint",
@@ -176,8 +188,8 @@ class Convomem(MemoryApi):
                 await self.require_thread(thread_id)
             if snapshot.interrupts and value is None:
                 raise InvalidInput(
-                    f"Thread {thread_id!r} waits for an answer to its memory review: give {REVIEW_ANSWERS} "
-                    f"(`convomem pending --thread {thread_id}` shows it)."
+                    f"Thread {thread_id!r} waits for an answer: give {answers_for(snapshot.interrupts)} "
+                    f"(`convomem pending --thread {thread_id}` shows the question)."
                 )
             if snapshot.interrupts:
                 graph_input: Any = Command(resume=value)
@@ -271,18 +283,28 @@ class Convomem(MemoryApi):
         return await checkpoint_history(self.graph, self.config(thread_id), limit=limit)
 
 
+def answers_for(pending: Sequence[Any]) -> str:
+    """What a thread's pending interrupt accepts: yes/no for a forget confirmation, else a review answer."""
+    kinds = {i.value.get("type") for i in pending if isinstance(getattr(i, "value", None), dict)}
+    return FORGET_ANSWERS if FORGET_CONFIRMATION in kinds else REVIEW_ANSWERS
+
+
 @asynccontextmanager
 async def open_convomem(
     settings: Settings | None = None,
     *,
     model: BaseChatModel | None = None,
     max_concurrent_runs: int = MAX_CONCURRENT_RUNS,
+    tools: Sequence[Any] = (),
 ) -> AsyncIterator[Convomem]:
     """Start what is needed (embedded Postgres, local model) and yield a ready Convomem.
 
     The graph is built exactly as LangGraph Server builds it (graphs.composition). `model` replaces the
     configured chat model; `max_concurrent_runs` sizes the separate pool of lock connections (one held
-    per running turn).
+    per running turn). `tools` (LangChain tools, or functions whose docstring says what they do) may be
+    called by the model, after the built-in memory tools CONVOMEM_TOOLS selects; a tool with side effects
+    should use its call id as idempotency key (InjectedToolCallId or ToolRuntime.tool_call_id): a resumed
+    turn never re-runs a call that completed, but a call cut off by a crash runs again.
     """
     settings = settings or Settings()
     if settings.log_level is not None:  # otherwise logging stays the application's
@@ -292,7 +314,7 @@ async def open_convomem(
         url = await database_url(settings)
         lock_pool = await stack.enter_async_context(open_pool(url, max_size=max_concurrent_runs))
         parts = await stack.enter_async_context(
-            open_graph_parts(settings, pool=persistence.pool, model=model)
+            open_graph_parts(settings, pool=persistence.pool, model=model, tools=tools)
         )
         graph = compile_graph(
             parts.builder, parts.rules, checkpointer=persistence.checkpointer, store=persistence.store

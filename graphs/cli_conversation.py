@@ -47,11 +47,12 @@ def _read_stdin() -> str:
 
 
 def _known_nodes(names: list[str]) -> list[str]:
-    from graphs.conversation import NODES
+    from graphs.conversation import NODES, TOOL_NODE
 
-    unknown = [n for n in names if n not in NODES]
+    known = (*NODES, TOOL_NODE)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(NODES)}.")
+        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(known)}.")
     return names
 
 
@@ -89,21 +90,21 @@ async def _converse(cm: Convomem, thread: str, user: str | None, text: str, opti
 
 async def _resume(cm: Convomem, thread: str, user: str | None, answer: Any, busy: dict[str, Any]) -> None:
     """Without an answer a pending review is asked at a terminal and refused elsewhere, never approved."""
-    from graphs.cli_render import stream_events
-    from graphs.cli_review import answer_reviews, confirm_stored, memory_review, render_review
+    from graphs.api import answers_for
+    from graphs.cli_render import render_interrupts, stream_events
+    from graphs.cli_review import answer_reviews, confirm_stored, forget_question, memory_review
     from graphs.cli_session import Terminal
-    from nodes.review import REVIEW_ANSWERS
 
     await cm.require_thread(thread)
     pending = await cm.pending_interrupts(thread)
     review = memory_review(pending)
-    if review is not None and answer is None:
+    if (review is not None or forget_question(pending) is not None) and answer is None:
         if not sys.stdin.isatty():
             raise InvalidInput(
-                f"Thread {thread!r} waits for an answer to its memory review: add --value with "
-                f"{REVIEW_ANSWERS} (`convomem pending --thread {thread}` shows it)."
+                f"Thread {thread!r} waits for an answer: add --value with {answers_for(pending)} "
+                f"(`convomem pending --thread {thread}` shows the question)."
             )
-        render_review(review)
+        render_interrupts(pending)
         term = Terminal(interactive=True)
         run = lambda events: stream_events(events)  # noqa: E731
         await answer_reviews(cm, thread, user, pending, term.line, run)

@@ -1,8 +1,9 @@
-"""The conversation graph: load_memory → respond → (extract_entities ∥ summarize) → reduce_history."""
+"""The conversation graph: load_memory → respond ⇄ tools → (extract_entities ∥ summarize) → reduce_history."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
@@ -24,10 +25,21 @@ from nodes.reduce_history import Archive, Compact, make_reduce_history
 from nodes.respond import make_respond
 from nodes.state import Clock, Context, State
 from nodes.summarize import make_summarize
+from nodes.tool_loop import MEMORY_NODES, ToolLike, as_tools, make_tool_node, route_after_respond
 
-__all__ = ["NODES", "build_graph", "compile_graph", "model_retry_policy", "server_graph", "utc_now"]
+__all__ = [
+    "NODES",
+    "TOOL_NODE",
+    "build_graph",
+    "compile_graph",
+    "model_retry_policy",
+    "server_graph",
+    "utc_now",
+]
 
 NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
+"""The nodes of every turn; a graph given tools also has TOOL_NODE."""
+TOOL_NODE = "tools"
 SERVER_CONNECTIONS = 4
 """The server graph's own pool: transcript archive, compaction and undoing failed runs."""
 
@@ -58,6 +70,7 @@ def build_graph(
     clock: Clock = utc_now,
     recognizer: Recognizer | None = None,
     passages: PassageSearch | None = None,
+    tools: Sequence[ToolLike] = (),
 ) -> StateGraph[State, Context, State, State]:
     """The uncompiled builder, configured once; callers compile it with compile_graph.
 
@@ -67,6 +80,8 @@ def build_graph(
     extraction's offline first pass (config.entity_recognizer says whether the composition root made one).
     `passages` searches the user's other conversations (checkpoint.recall.TranscriptRecall) for
     load_memory; without one, memory holds no passages.
+    `tools` (LangChain tools or documented functions) make respond ⇄ tools a loop of at most
+    `config.tool_rounds` rounds; without any the graph is respond → memory nodes, as before tools.
     """
     memory_model = memory_model or model
     attempts = config.model_retries
@@ -82,7 +97,9 @@ def build_graph(
         recall_passages=config.recall_passages,
     )
     builder.add_node("load_memory", load)
-    builder.add_node("respond", make_respond(model, config), retry_policy=model_retry_policy(attempts))
+    callable_tools = as_tools(tools)
+    respond = make_respond(model, config, callable_tools)
+    builder.add_node("respond", respond, retry_policy=model_retry_policy(attempts))
     # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
     extract = make_extract_entities(
         memory_model,
@@ -104,8 +121,14 @@ def build_graph(
     builder.add_node("reduce_history", reduce)
     builder.add_edge(START, "load_memory")
     builder.add_edge("load_memory", "respond")
-    builder.add_edge("respond", "extract_entities")
-    builder.add_edge("respond", "summarize")
+    if callable_tools:
+        tool_node = make_tool_node(callable_tools, timeout_seconds=config.tool_timeout_seconds)
+        builder.add_node(TOOL_NODE, tool_node)
+        builder.add_conditional_edges("respond", route_after_respond, [TOOL_NODE, "respond", *MEMORY_NODES])
+        builder.add_edge(TOOL_NODE, "respond")
+    else:
+        builder.add_edge("respond", "extract_entities")
+        builder.add_edge("respond", "summarize")
     builder.add_edge(["extract_entities", "summarize"], "reduce_history")
     builder.add_edge("reduce_history", END)
     return builder

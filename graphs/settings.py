@@ -84,6 +84,11 @@ class Settings(TurnSettings, BaseSettings):
         default=None,
         description="Base64 of 16/24/32 random bytes: AES-encrypts checkpoint blobs and writes at rest.",
     )
+    tools: str = Field(
+        default="auto",
+        description="Built-in memory tools respond may call: all, none, or a comma list "
+        "(search_conversations, recall_entity, remember, forget); auto: all, except on the embedded model.",
+    )
     api_tokens: SecretStr | None = Field(
         default=None,
         description="LangGraph Server bearer tokens, `token:identity,...`; unset: loopback-only single user.",

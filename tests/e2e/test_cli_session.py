@@ -107,7 +107,7 @@ def test_resume_at_a_terminal_asks_and_confirms(cli: Cli, settings: Settings) ->
     with Terminal(cli, "resume", "--thread", "t") as term:  # Ctrl-C at the prompt leaves it pending
         term.expect("numbers to keep.*: ")
         term.send(CTRL_C)
-        term.expect("interrupted: the review stays pending")
+        term.expect("interrupted: the question stays pending")
         assert term.wait() == 130
     assert "Traceback" not in term.output
     assert state(settings, "t").interrupts, "Ctrl-C answers nothing"

@@ -11,7 +11,8 @@ PUBLIC_NAMES = [
     "MAX_CONCURRENT_RUNS", "CheckpointInfo", "ConfigError", "Context", "Convomem", "ConvomemError",
     "DatabaseUnavailable", "EntityMentions", "GraphConfig", "InvalidInput", "ModelUnavailable",
     "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyDone", "ReplyToken", "RunCancelled", "Settings",
-    "ThreadBusy", "TooManyRuns", "TurnEnded", "TurnEvent", "UnknownCheckpoint", "UnknownThread",
+    "ThreadBusy", "TooManyRuns", "ToolCall", "ToolResult", "TurnEnded", "TurnEvent", "UnknownCheckpoint",
+    "UnknownThread",
     "open_convomem",
     "unfinished",
 ]
