@@ -13,6 +13,7 @@ from langchain_core.tools import BaseTool
 from langgraph.runtime import Runtime
 
 from nodes.config import GraphConfig
+from nodes.errors import ConfigError
 from nodes.prompts import SUMMARY_HEADER, TOOLS_EXHAUSTED
 from nodes.state import Context, Node, State, Update
 from nodes.tokens import count_tokens, fit_window
@@ -59,18 +60,25 @@ def make_respond(model: BaseChatModel, config: GraphConfig, tools: Sequence[Base
     params: dict[str, Any] = {"temperature": config.temperature, "max_tokens": config.max_tokens, **penalty}
     replier: Runnable[list[AnyMessage], Any] = model.bind(**params)
     caller: Runnable[list[AnyMessage], Any] | None = None
+    opener: Runnable[list[AnyMessage], Any] | None = None
+    forced = config.tool_choice if config.tool_choice != "auto" else None
+    if forced is not None and forced not in {tool.name for tool in tools}:
+        named = ", ".join(sorted(tool.name for tool in tools)) or "none"
+        raise ConfigError(f"tool_choice names {forced!r}, which is not one of the tools ({named}).")
     if tools and config.tool_rounds:
         try:
             caller = model.bind_tools(list(tools)).bind(**params)
+            opener = model.bind_tools(list(tools), tool_choice=forced).bind(**params) if forced else caller
         except Exception as error:  # NotImplementedError, or a provider refusing the schemas
             _log.warning("the model cannot call tools (%s): it answers without them", error)
 
     async def respond(state: State, runtime: Runtime[Context]) -> Update:
         """Answer the newest message; the reply's tokens stream through stream_mode='messages'."""
-        may_call = caller is not None and rounds_used(state["messages"]) < config.tool_rounds
+        rounds = rounds_used(state["messages"])
+        may_call = caller is not None and rounds < config.tool_rounds
         if may_call:
-            assert caller is not None
-            reply = await caller.ainvoke(build_prompt(state, config))
+            assert caller is not None and opener is not None
+            reply = await (opener if rounds == 0 else caller).ainvoke(build_prompt(state, config))
         else:
             note = TOOLS_EXHAUSTED if caller is not None else None
             reply = await replier.ainvoke(build_prompt(state, config, note=note))

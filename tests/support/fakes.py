@@ -94,11 +94,14 @@ class RecordingChatModel(GenericFakeChatModel):
     """bind_tools raises NotImplementedError for respond's tools (no forced choice), as a model without
     tool support does; extraction's forced call still binds."""
 
+    choices: list[Any] = Field(default_factory=list)
+    """The tool_choice each call was made with (None: the model decides, or no tools)."""
+
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
         if self.refuse_tools and tool_choice is None:
             raise NotImplementedError("this model cannot call tools")
         self.bound.append([convert_to_openai_tool(t)["function"]["name"] for t in tools])
-        return self
+        return self.bind(tool_choice=tool_choice) if tool_choice is not None else self
 
     def _stream(
         self,
@@ -144,6 +147,7 @@ class RecordingChatModel(GenericFakeChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self.prompts.append(list(messages))
+        self.choices.append(kwargs.pop("tool_choice", None))
         reply = self.next_reply(messages)
         if isinstance(reply, BaseException):
             raise reply

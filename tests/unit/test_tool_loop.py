@@ -15,7 +15,7 @@ from nodes.prompts import TOOLS_EXHAUSTED, TOOLS_GAVE_UP
 from nodes.state import Context
 from nodes.tokens import text_of
 from nodes.tool_loop import as_tools, prompt_safe, rounds_used, settle_reply
-from tests.support.fakes import ScriptedModel, calls
+from tests.support.fakes import ScriptedModel, calls, purpose_of
 from tests.support.graphs import CONFIG, unit_graph
 
 USER = Context(user_id="u1")
@@ -127,6 +127,21 @@ async def test_after_the_last_round_the_model_answers_without_tools() -> None:
     assert isinstance(last_prompt[0], SystemMessage) and TOOLS_EXHAUSTED in text_of(last_prompt[0])
     assert messages[-1].content == TOOLS_GAVE_UP and not messages[-1].tool_calls
     consistent(messages)
+
+
+async def test_tool_choice_makes_the_first_round_call_that_tool_and_later_rounds_decide() -> None:
+    model = ScriptedModel(scripts={"respond": [calls(("get_weather", {"city": "Oslo"})), "Sunny."]})
+    messages = (await turn(model, get_weather, tool_choice="get_weather"))["messages"]
+    assert [m.type for m in messages] == ["human", "ai", "tool", "ai"]
+    respond_choices = [
+        c for p, c in zip(model.prompts, model.choices, strict=True) if purpose_of(p) == "respond"
+    ]
+    assert respond_choices == ["get_weather", None]
+
+
+def test_a_tool_choice_naming_no_tool_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"tool_choice names 'get_wether'.*get_weather"):
+        unit_graph(ScriptedModel(), tools=(get_weather,), tool_choice="get_wether")
 
 
 async def test_a_model_that_cannot_bind_tools_still_answers() -> None:
