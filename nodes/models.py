@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,8 +21,8 @@ import httpx
 import openai
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
-from langchain_core.messages import AIMessage, BaseMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -65,7 +65,26 @@ class LegacyMaxTokensChatOpenAI(ChatOpenAI):
         payload: dict[str, Any] = super()._get_request_payload(input_, stop=stop, **kwargs)
         if "max_completion_tokens" in payload:
             payload["max_tokens"] = payload.pop("max_completion_tokens")
+        for message in payload.get("messages", []):  # its schema wants a string even beside tool calls
+            if message.get("role") == "assistant" and message.get("content") is None:
+                message["content"] = ""
         return payload
+
+    async def _astream(self, *args: Any, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        """llama-cpp-python repeats a tool call's name in every chunk of its arguments; chunks merge
+        by concatenation, so `search_conversations` would arrive thirty times over. Later chunks of a
+        call keep only their arguments."""
+        named: set[int] = set()
+        async for chunk in super()._astream(*args, **kwargs):
+            message = chunk.message
+            if isinstance(message, AIMessageChunk):
+                for part in message.tool_call_chunks:
+                    index = part.get("index") or 0
+                    if index in named:
+                        part["name"], part["id"] = None, None
+                    elif part.get("name"):
+                        named.add(index)
+            yield chunk
 
 
 def make_chat_model(

@@ -308,8 +308,11 @@ class FakeOpenAIServer:
         malformed_extractions: int = 0,
         down: bool = False,
         log_path: str | Path | None = None,
+        llama_cpp_stream: bool = False,
     ) -> None:
         self._port = port
+        self.llama_cpp_stream = llama_cpp_stream
+        """Stream tool calls as llama-cpp-python does: the call's name and id again in every chunk."""
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._requests: list[Json] = []
@@ -574,7 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        for delta, finish in _deltas(text, tool_calls):
+        for delta, finish in _deltas(text, tool_calls, repeat_head=self.fake.llama_cpp_stream):
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
             chunk: Json = {**base, "object": "chat.completion.chunk", "choices": [choice]}
             if usage is not None:
@@ -591,9 +594,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def _deltas(text: str, tool_calls: list[Json]) -> Iterator[tuple[Json, str | None]]:
+def _deltas(text: str, tool_calls: list[Json], *, repeat_head: bool) -> Iterator[tuple[Json, str | None]]:
     """The (delta, finish_reason) sequence of a streamed answer: text word by word, or each tool call's
-    head and then its arguments in 16-character pieces."""
+    head and then its arguments in 16-character pieces (each with the head again when `repeat_head`)."""
     if not tool_calls:
         yield {"role": "assistant", "content": ""}, None
         for word in re.findall(r"\s*\S+", text):
@@ -612,7 +615,10 @@ def _deltas(text: str, tool_calls: list[Json]) -> Iterator[tuple[Json, str | Non
         yield {"tool_calls": [head]}, None
         arguments: str = function["arguments"]
         for start in range(0, len(arguments), 16):
-            part = {"index": index, "function": {"arguments": arguments[start : start + 16]}}
+            piece = arguments[start : start + 16]
+            part = {"index": index, "function": {"arguments": piece}}
+            if repeat_head:
+                part = {**head, "function": {"name": function["name"], "arguments": piece}}
             yield {"tool_calls": [part]}, None
     yield {}, "tool_calls"
 
