@@ -21,7 +21,7 @@ from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
-from nodes.memory_tools import ConversationSearch, Passage, make_memory_tools, select_builtin_tools
+from nodes.memory_tools import ConversationSearch, FoundMessage, make_memory_tools, select_builtin_tools
 from nodes.reduce_history import Compact
 from nodes.state import Context, State
 from nodes.tool_loop import ToolLike
@@ -52,11 +52,11 @@ def compactor(pool: Pool, *, keep_recent_runs: int) -> Compact:
 def transcript_search(pool: Pool, language: str) -> ConversationSearch:
     """search_conversations' search: the transcript's full-text search, one user at a time."""
 
-    async def search(query: str, *, user_id: str, thread_id: str | None, limit: int) -> list[Passage]:
+    async def search(query: str, *, user_id: str, thread_id: str | None, limit: int) -> list[FoundMessage]:
         hits = await search_transcript(
             pool, query, language=language, user_id=user_id, thread_id=thread_id, limit=limit
         )
-        return [Passage(h.thread_id, h.role, h.created_at.isoformat(), h.snippet) for h in hits]
+        return [FoundMessage(h.thread_id, h.role, h.created_at.isoformat(), h.snippet) for h in hits]
 
     return search
 

@@ -28,7 +28,7 @@ __all__ = [
     "FORGET_ANSWERS",
     "FORGET_CONFIRMATION",
     "ConversationSearch",
-    "Passage",
+    "FoundMessage",
     "check_forget_answer",
     "forget_decision",
     "make_memory_tools",
@@ -48,7 +48,7 @@ Runtime = ToolRuntime[Context, Any]
 
 
 @dataclass(frozen=True)
-class Passage:
+class FoundMessage:
     """One archived message that matched a search."""
 
     thread_id: str
@@ -63,7 +63,7 @@ class ConversationSearch(Protocol):
 
     async def __call__(
         self, query: str, *, user_id: str, thread_id: str | None, limit: int
-    ) -> Sequence[Passage]: ...
+    ) -> Sequence[FoundMessage]: ...
 
 
 def forget_decision(answer: Any) -> bool:
