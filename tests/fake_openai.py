@@ -15,12 +15,14 @@ Endpoints
 
 Each chat request is classified into a *kind*:
     ``extract``    the request has ``tools`` and forces a call (``tool_choice`` names a function or is
-                   ``required``); the reply is one call of the first tool.
+                   ``required``) of a tool with an ``entities`` parameter; the reply is one call of it.
     ``summarize``  the first system message starts with ``nodes.prompts.SUMMARY_SYSTEM``; the reply is
                    ``"SUMMARY: "`` + all later non-system message contents, whitespace-collapsed,
                    truncated to 400 characters.
     ``respond``    anything else; the reply is ``"Noted: "`` + the first 60 characters of the last
                    user message. When the request offers ``tools`` (the model may call them):
+                   * ``tool_choice`` forces a call: the reply calls that tool, its first required
+                     argument set to the last user message;
                    * the last message is the user's and holds ``[call NAME {json args}]`` markers: the
                      reply calls those tools, all at once, in order (ids ``call_<n>``), and has no text;
                    * the last message is a tool result: the reply is ``"Tool said: "`` + the first 60
@@ -152,9 +154,24 @@ def _forces_a_call(body: Json) -> bool:
     return isinstance(choice, dict) or choice in ("required", "any")
 
 
+def _forced_tool(body: Json) -> Json | None:
+    """The function a request forces the reply to call (the first tool when any call is required)."""
+    if not body.get("tools") or not _forces_a_call(body):
+        return None
+    choice = body.get("tool_choice")
+    name = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    functions = [tool.get("function", tool) for tool in body["tools"]]
+    return next((f for f in functions if f.get("name") == name), functions[0])
+
+
+def _is_extraction(function: Json) -> bool:
+    return "entities" in function.get("parameters", {}).get("properties", {})
+
+
 def classify(body: Json) -> str:
     """Return the kind of a chat request: ``extract``, ``summarize`` or ``respond``."""
-    if body.get("tools") and _forces_a_call(body):
+    forced = _forced_tool(body)
+    if forced is not None and _is_extraction(forced):
         return "extract"
     system = next((m for m in _messages(body) if _is_system(m)), None)
     if system is not None and _text(system.get("content")).startswith(SUMMARY_SYSTEM):
@@ -254,6 +271,10 @@ def respond_calls(body: Json) -> list[tuple[str, str]]:
     messages = _messages(body)
     if not body.get("tools") or not messages or messages[-1].get("role") != "user":
         return []
+    forced = _forced_tool(body)
+    if forced is not None:  # tool_choice: the named tool, its first required argument the user's words
+        required = forced.get("parameters", {}).get("required") or ["input"]
+        return [(str(forced.get("name")), json.dumps({required[0]: _last_user_text(body)}))]
     return [
         (m.group(1), m.group(2) or "{}") for m in _CALL_MARKER.finditer(_text(messages[-1].get("content")))
     ]

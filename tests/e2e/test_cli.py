@@ -540,10 +540,13 @@ def test_transcript_search_stats_and_forget(cli: Cli, settings: Settings, databa
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_demo_runs_its_four_steps(cli: Cli) -> None:
-    result = assert_ok(cli.run("demo", timeout=120))
-    for step in ("1/4", "2/4", "3/4", "4/4"):
+def test_demo_runs_its_five_steps(cli: Cli) -> None:
+    result = assert_ok(cli.run("demo", timeout=150))
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
         assert re.search(rf"^\s*{step}\b", result.stdout, re.MULTILINE), f"demo step {step}"
-    crash = result.stdout[result.stdout.index("3/4") : result.stdout.index("4/4")]
+    crash = result.stdout[result.stdout.index("3/5") : result.stdout.index("4/5")]
     # the killed child's partial reply is relayed before the kill is reported, then the resumed one's
     assert re.search(r"^│ assistant> \S.*\n.*killed mid-reply", crash, re.MULTILINE), crash
+    tools = result.stdout[result.stdout.index("5/5") :]
+    assert "⚙ search_conversations" in tools, "the tool call is shown"
+    assert "half past six on Tuesday" in tools, "recall and the tool found the other conversation's words"

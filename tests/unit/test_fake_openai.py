@@ -25,9 +25,11 @@ from tests.fake_openai import (
     EMBEDDING_DIMS,
     EMBEDDING_MODEL,
     FakeOpenAIServer,
+    classify,
     embed,
     extract_entities,
     extract_profile,
+    respond_calls,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -389,3 +391,24 @@ def test_respond_with_tools_calls_the_marked_tools_then_reads_their_result(
     assert [r["kind"] for r in server.requests] == ["respond", "respond"]
     plain = model.invoke([HumanMessage("no markers here")])
     assert plain.text == "Noted: no markers here"
+
+
+def test_a_forced_respond_call_calls_the_named_tool_with_the_users_words() -> None:
+    search = {
+        "type": "function",
+        "function": {
+            "name": "search_conversations",
+            "parameters": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"],
+            },
+        },
+    }
+    body = {
+        "messages": [{"role": "system", "content": "You help."}, {"role": "user", "content": "my flight?"}],
+        "tools": [search],
+        "tool_choice": {"type": "function", "function": {"name": "search_conversations"}},
+    }
+    assert classify(body) == "respond"
+    assert respond_calls(body) == [("search_conversations", '{"query": "my flight?"}')]
