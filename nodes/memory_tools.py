@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from langchain_core.tools import BaseTool, tool
 from langgraph.prebuilt import ToolRuntime
 from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from nodes.entity_lookup import find_entity, forget_entity
 from nodes.errors import ConfigError, InvalidInput
@@ -42,6 +42,10 @@ FORGET_ANSWERS = "yes or no"
 _YES = {"yes", "y", "true"}
 _NO = {"no", "n", "false"}
 SEARCH_RESULTS = 5
+ARGUMENT_CHARS = 200
+"""Longest text argument: the schema says so (maxLength), so llama.cpp's grammar ends a forced call's
+string there; a 135M model otherwise wrote queries of several kilobytes."""
+ShortText = Annotated[str, Field(max_length=ARGUMENT_CHARS)]
 
 Runtime = ToolRuntime[Context, Any]
 """A tool's view of the run (its state is the graph's State, read as a plain dict)."""
@@ -130,10 +134,22 @@ def _facts_about(current: dict[str, str], what: str) -> list[str]:
     ]
 
 
+async def _matching(
+    search: ConversationSearch, query: str, user: str, thread: str | None
+) -> list[FoundMessage]:
+    """Messages with every word of `query`, else with any of them; tool results left out."""
+    hits = [h for h in await search(query, user_id=user, thread_id=thread, limit=20) if h.role != "tool"]
+    words = query.split()
+    if not hits and len(words) > 1:
+        found = await search(" or ".join(words), user_id=user, thread_id=thread, limit=20)
+        hits = [h for h in found if h.role != "tool"]
+    return hits[:SEARCH_RESULTS]
+
+
 def _search_tool(search: ConversationSearch) -> BaseTool:
     @tool(parse_docstring=True)
     async def search_conversations(
-        query: str, runtime: Runtime, scope: Literal["all", "this"] = "all"
+        query: ShortText, runtime: Runtime, scope: Literal["all", "this"] = "all"
     ) -> str:
         """Search what the user and you said in earlier conversations. Use it when the user refers to
         something said before that you do not see here, e.g. query="flight tuesday".
@@ -143,24 +159,21 @@ def _search_tool(search: ConversationSearch) -> BaseTool:
             scope: "all" for every conversation of this user, "this" for this conversation only.
         """
         user = memory_user(runtime.state, runtime)
-        thread = _thread_of(runtime) if scope == "this" else None
-        hits = [h for h in await search(query, user_id=user, thread_id=thread, limit=20) if h.role != "tool"]
-        words = query.split()
-        if not hits and len(words) > 1:  # every word must match at first; then any of them
-            any_word = " or ".join(words)
-            found = await search(any_word, user_id=user, thread_id=thread, limit=20)
-            hits = [h for h in found if h.role != "tool"]
-        hits = hits[:SEARCH_RESULTS]
+        note = ""
+        hits = await _matching(search, query, user, _thread_of(runtime) if scope == "this" else None)
+        if not hits and scope == "this":  # small models pick "this" for what another conversation said
+            hits = await _matching(search, query, user, None)
+            note = "nothing in this conversation; from the others: "
         if not hits:
             return f"0 passages: nothing said matches {query!r}. Try other words."
         lines = [f"- [{h.when[:10]}, conversation {h.thread_id}, {h.role}] {_plain(h.text)}" for h in hits]
-        return "\n".join([f"{len(hits)} passage{'s' if len(hits) > 1 else ''}", *lines])
+        return "\n".join([f"{note}{len(hits)} passage{'s' if len(hits) > 1 else ''}", *lines])
 
     return search_conversations
 
 
 @tool(parse_docstring=True)
-async def recall_entity(name: str, runtime: Runtime) -> str:
+async def recall_entity(name: ShortText, runtime: Runtime) -> str:
     """Look up a person, place, organisation or thing the user mentioned before, and where and how it
     was mentioned, e.g. name="Acme".
 
@@ -183,7 +196,7 @@ async def recall_entity(name: str, runtime: Runtime) -> str:
 
 def _remember_tool(clock: Clock) -> BaseTool:
     @tool(parse_docstring=True)
-    async def remember(fact: str, runtime: Runtime, topic: str = "") -> str:
+    async def remember(fact: ShortText, runtime: Runtime, topic: ShortText = "") -> str:
         """Save a fact or preference the user asks you to remember, for every later conversation,
         e.g. fact="prefers window seats", topic="seat".
 
@@ -206,7 +219,7 @@ def _remember_tool(clock: Clock) -> BaseTool:
 
 
 @tool(parse_docstring=True)
-async def forget(what: str, runtime: Runtime) -> str:
+async def forget(what: ShortText, runtime: Runtime) -> str:
     """Forget something remembered about the user, only when they ask you to, e.g. what="Acme".
     The user is asked to confirm before anything is deleted.
 

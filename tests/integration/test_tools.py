@@ -24,7 +24,7 @@ from graphs.api import (
     open_convomem,
 )
 from graphs.settings import Settings
-from nodes.memory_tools import FORGET_CONFIRMATION
+from nodes.memory_tools import ARGUMENT_CHARS, FORGET_CONFIRMATION
 from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import finish
 
@@ -105,6 +105,20 @@ async def test_search_conversations_finds_the_users_own_other_conversations_only
     )
     [found] = [e for e in events if isinstance(e, ToolResult)]
     assert "noon" in found.content and "half past six" not in found.content  # any word, when all fail
+    asked = call("search_conversations", query="flight", scope="this")
+    [found] = [
+        e for e in await collect(app.chat("later3", asked, user_id="ann")) if isinstance(e, ToolResult)
+    ]
+    assert found.content.startswith("nothing in this conversation; from the others: ")
+    assert "half past six" in found.content and "noon" not in found.content
+
+
+async def test_text_arguments_are_capped_in_the_schema_the_model_sees(app: Convomem) -> None:
+    """A grammar-constrained call (llama.cpp) ends a string at its maxLength; a 135M model wrote pages."""
+    tools = {t.name: t for t in app.graph.nodes["tools"].bound.tools_by_name.values()}
+    for name, argument in [("search_conversations", "query"), ("remember", "fact"), ("forget", "what")]:
+        schema = tools[name].tool_call_schema.model_json_schema()
+        assert schema["properties"][argument]["maxLength"] == ARGUMENT_CHARS, name
 
 
 async def test_recall_entity_says_where_it_was_mentioned(app: Convomem) -> None:
