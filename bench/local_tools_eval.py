@@ -1,10 +1,10 @@
 """What the embedded model does with a tool, measured on the real local model (SmolLM2-135M, llama.cpp).
 
-Plants plain-words facts (recall_eval.CASES), one thread each, then asks about each in a new thread with
+Plants plain-words facts (recall_eval.CASES), one thread each (for one user per mode), then asks about each in a new thread with
 recall across conversations off, so the only way to the fact is the `search_conversations` tool. Twice:
 with the model choosing (`tool_choice=auto`) and with the tool forced on the first round
 (`tool_choice=search_conversations`). Counts, per mode: turns that called the tool, calls whose result
-held the planted fact, and replies that used the fact's key word.
+held the planted fact (its key word), and replies that used the fact's key word.
 
     python -m bench.local_tools_eval [--cases N]
 """
@@ -29,6 +29,8 @@ __all__ = ["main"]
 KEY_WORDS = ("six", "flower", "march", "peanuts", "seven", "three", "september")
 """A word of each planted fact a reply that used it would repeat (same order as CASES)."""
 MODES = ("auto", "search_conversations")
+USERS = {"auto": "chooses", "search_conversations": "forced"}
+"""One user per mode, so one mode's questions are not among the other's search results."""
 
 
 async def ask(settings: Settings, cases: int) -> dict[str, list[int]]:
@@ -36,13 +38,15 @@ async def ask(settings: Settings, cases: int) -> dict[str, list[int]]:
     for mode in MODES:
         tuned = settings.model_copy(update={"tool_choice": mode})
         async with open_convomem(tuned) as cm:
-            for index, ((fact, question), key) in enumerate(zip(CASES[:cases], KEY_WORDS, strict=False)):
+            for index, ((_, question), key) in enumerate(zip(CASES[:cases], KEY_WORDS, strict=False)):
                 started = time.perf_counter()
                 called = found = False
                 reply = ""
-                async for event in cm.chat(f"ask-{mode}-{index}", question, user_id="u"):
+                async for event in cm.chat(f"ask-{mode}-{index}", question, user_id=USERS[mode]):
                     called |= isinstance(event, ToolCall)
-                    found |= isinstance(event, ToolResult) and fact in event.content
+                    found |= isinstance(event, ToolResult) and key in event.content.lower()
+                    if isinstance(event, ToolCall):
+                        print(f"    call {event.name}({event.args})", flush=True)
                     if isinstance(event, TurnEnded):
                         reply = event.reply or ""
                 counts[mode][0] += called
@@ -67,8 +71,9 @@ async def main(argv: list[str] | None = None) -> int:
             database_url=url, data_dir=data_dir, recall_passages=0, tools="search_conversations"
         )
         async with open_convomem(settings) as cm:
-            for index, (fact, _) in enumerate(CASES[: args.cases]):
-                await cm.send(f"fact-{index}", fact, user_id="u")
+            for user in USERS.values():
+                for index, (fact, _) in enumerate(CASES[: args.cases]):
+                    await cm.send(f"{user}-fact-{index}", fact, user_id=user)
         counts = await ask(settings, args.cases)
     finally:
         await asyncio.to_thread(stop_server, data_dir)
