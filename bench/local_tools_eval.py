@@ -1,7 +1,8 @@
 """What the embedded model does with a tool, measured on the real local model (SmolLM2-135M, llama.cpp).
 
 Plants plain-words facts (recall_eval.CASES), one thread each (for one user per mode), then asks about
-each in a new thread with recall across conversations off, so the only way to the fact is the `search_conversations` tool. Twice:
+each in a new thread with recall across conversations off, so the only way to the fact is the
+`search_conversations` tool. Twice:
 with the model choosing (`tool_choice=auto`) and with the tool forced on the first round
 (`tool_choice=search_conversations`). Counts, per mode: turns that called the tool, calls whose result
 held the planted fact (its key word), and replies that used the fact's key word.
