@@ -8,7 +8,7 @@ import pytest
 
 from graphs.api import Convomem, open_convomem
 from graphs.settings import Settings
-from nodes.errors import InvalidInput, NothingToResume
+from nodes.errors import InvalidInput, NothingToResume, UnknownThread
 from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import checkpoint_ids, finish, message_texts, rows
 
@@ -269,7 +269,7 @@ async def test_resume_on_a_finished_thread_raises(
 
 
 async def test_resume_on_an_unknown_thread_raises(app: Convomem, database_url: str) -> None:
-    with pytest.raises(NothingToResume):
+    with pytest.raises(UnknownThread, match="No thread"):
         await finish(app.resume("never-used"))
     assert checkpoint_ids(database_url, "never-used") == []
 
