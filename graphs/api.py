@@ -20,7 +20,8 @@ from checkpoint.ids import validate_id
 from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, is_thread_busy
 from checkpoint.persistence import Persistence, Pool, open_pool
 from checkpoint.threads import ThreadSummary, list_threads, require_thread, resolve_checkpoint
-from graphs.composition import open_graph_parts
+from graphs.assistants import AssistantRegistry
+from graphs.composition import open_assistants, open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
 from graphs.events import CheckpointInfo, PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
@@ -38,6 +39,7 @@ from nodes.errors import (
     InvalidInput,
     ModelUnavailable,
     NothingToResume,
+    ReplyNotValid,
     RunCancelled,
     ThreadBusy,
     TooManyRuns,
@@ -63,6 +65,7 @@ __all__ = [
     "OnBusy",
     "PendingInterrupt",
     "ReplyDone",
+    "ReplyNotValid",
     "ReplyToken",
     "RunCancelled",
     "Settings",
@@ -115,7 +118,8 @@ class Convomem(MemoryApi):
         text: str,
         *,
         user_id: str | None = None,
-        review_memory: bool = False,
+        review_memory: bool | None = None,
+        assistant: str | None = None,
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
         durability: Durability | None = None,
@@ -125,6 +129,8 @@ class Convomem(MemoryApi):
     ) -> AsyncIterator[TurnEvent]:
         """Send one user message and stream the reply; the thread is untouched if the turn fails.
 
+        `assistant` names the assistant file the turn uses (unset: the thread's, else the one chosen at
+        open, else the settings'); `review_memory` unset: the assistant's default, else off.
         `reply_done` adds a ReplyDone event when the reply is saved, before the memory work.
         `durability` overrides the setting for this run ("sync" writes each checkpoint before the next
         step; "async" overlaps the write with the next step; "exit" writes only when the run stops).
@@ -133,7 +139,7 @@ class Convomem(MemoryApi):
         """
         config = self.config(thread_id)
         check_message_text(text, self.settings.max_message_bytes)
-        context = Context(user_id=user_id, review_memory=review_memory)
+        context = Context(user_id=user_id, review_memory=review_memory, assistant=assistant)
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
 
         async def plan(writer: ThreadWriter) -> RunPlan:
@@ -157,13 +163,15 @@ class Convomem(MemoryApi):
         *,
         user_id: str | None = None,
         review_memory: bool | None = None,
+        assistant: str | None = None,
         durability: Durability | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
         """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
 
-        The run goes on as it started: same user, same review setting (kept in checkpoint metadata).
+        The run goes on as it started: same user, review setting and assistant (kept in checkpoint
+        metadata).
         A memory review needs an answer (nodes.review.decide_review lists them): `value` None never
         approves, it is refused.
         """
@@ -182,7 +190,8 @@ class Convomem(MemoryApi):
                 graph_input = None
             else:
                 raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
-            return RunPlan(graph_input, config, Context(user_id, review_memory), durability=durability)
+            context = Context(user_id, review_memory, assistant)
+            return RunPlan(graph_input, config, context, durability=durability)
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
             yield event
@@ -193,6 +202,7 @@ class Convomem(MemoryApi):
         checkpoint_id: str,
         *,
         user_id: str | None = None,
+        assistant: str | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
@@ -201,7 +211,7 @@ class Convomem(MemoryApi):
         config = self.config(thread_id, await self.resolve_checkpoint(thread_id, checkpoint_id))
 
         async def plan(writer: ThreadWriter) -> RunPlan:
-            return RunPlan(None, config, Context(user_id=user_id))
+            return RunPlan(None, config, Context(user_id=user_id, assistant=assistant))
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
             yield event
@@ -213,6 +223,7 @@ class Convomem(MemoryApi):
         text: str,
         *,
         user_id: str | None = None,
+        assistant: str | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
@@ -224,7 +235,7 @@ class Convomem(MemoryApi):
         async def plan(writer: ThreadWriter) -> RunPlan:
             message = HumanMessage(content=text, id=str(uuid.uuid4()))
             branch = await self.graph.aupdate_state(config, {"messages": [message]}, as_node="__start__")
-            return RunPlan(None, branch, Context(user_id=user_id))
+            return RunPlan(None, branch, Context(user_id=user_id, assistant=assistant))
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
             yield event
@@ -239,6 +250,12 @@ class Convomem(MemoryApi):
         return last
 
     # -- inspection ---------------------------------------------------------------------------
+    @property
+    def assistants(self) -> AssistantRegistry:
+        """The assistants runs may name (CONVOMEM_ASSISTANTS_DIR)."""
+        assert self.graph.rules is not None and self.graph.rules.assistants is not None
+        return self.graph.rules.assistants
+
     async def state(self, thread_id: str) -> StateSnapshot:
         return await self.graph.aget_state(self.config(thread_id))
 
@@ -270,14 +287,19 @@ async def open_convomem(
     *,
     model: BaseChatModel | None = None,
     max_concurrent_runs: int = MAX_CONCURRENT_RUNS,
+    assistant: str | None = None,
 ) -> AsyncIterator[Convomem]:
     """Start what is needed (embedded Postgres, local model) and yield a ready Convomem.
 
     The graph is built exactly as LangGraph Server builds it (graphs.composition). `model` replaces the
     configured chat model; `max_concurrent_runs` sizes the separate pool of lock connections (one held
-    per running turn).
+    per running turn). `assistant` is the assistant of runs that name none on threads that have none
+    (CONVOMEM_ASSISTANT); a broken assistant file or an unknown name fails here, before anything starts.
     """
     settings = settings or Settings()
+    if assistant is not None:
+        settings = settings.model_copy(update={"assistant": assistant})
+    open_assistants(settings)
     async with AsyncExitStack() as stack:
         persistence = await stack.enter_async_context(open_database(settings))
         url = await database_url(settings)

@@ -12,6 +12,7 @@ import typer
 from checkpoint.on_busy import BUSY_TIMEOUT, check_on_busy
 from graphs.cli import (
     AsJson,
+    Assistant,
     BusyTimeout,
     Checkpoint,
     OnBusy,
@@ -24,6 +25,7 @@ from graphs.cli import (
     run_with_pool,
     shown_as,
 )
+from graphs.cli_assistants import checked_assistant
 from graphs.events import TurnEvent
 from nodes.errors import InvalidInput
 
@@ -128,7 +130,13 @@ def chat(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Send one message and exit; '-' reads stdin.")
     ] = None,
-    review: Annotated[bool, typer.Option(help="Review what the assistant remembers.")] = False,
+    assistant: Assistant = None,
+    review: Annotated[
+        bool | None,
+        typer.Option(
+            "--review/--no-review", help="Review what the assistant remembers (default: the assistant's)."
+        ),
+    ] = None,
     interrupt_before: Annotated[list[str] | None, typer.Option(help="Pause before this node.")] = None,
     interrupt_after: Annotated[list[str] | None, typer.Option(help="Pause after this node.")] = None,
     durability: Annotated[
@@ -141,6 +149,7 @@ def chat(
     with reported_errors():
         options: dict[str, Any] = {
             "review_memory": review,
+            "assistant": checked_assistant(assistant),
             "interrupt_before": _known_nodes(interrupt_before or []),
             "interrupt_after": _known_nodes(interrupt_after or []),
             "durability": _durability(durability),
@@ -165,6 +174,7 @@ def resume(
             "--value", help="The review answer: approve, reject, numbers to keep (1,3) or a JSON entity list."
         ),
     ] = None,
+    assistant: Assistant = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
@@ -174,7 +184,7 @@ def resume(
     """
     with reported_errors():
         answer = _review_answer(value)
-        busy = _busy_options(on_busy, busy_timeout)
+        busy = {**_busy_options(on_busy, busy_timeout), "assistant": checked_assistant(assistant)}
     run_with(lambda cm: _resume(cm, thread, user, answer, busy))
 
 
@@ -218,12 +228,18 @@ def replay(
     thread: Thread,
     checkpoint: Checkpoint,
     user: User = None,
+    assistant: Assistant = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
-    """Re-run a thread from a past checkpoint (its id or a unique prefix of it)."""
+    """Re-run a thread from a past checkpoint (its id or a unique prefix of it), with its assistant."""
     checked_thread(thread)
-    _stream_turn(on_busy, busy_timeout, lambda cm, busy: cm.replay(thread, checkpoint, user_id=user, **busy))
+    name = checked_assistant(assistant)
+    _stream_turn(
+        on_busy,
+        busy_timeout,
+        lambda cm, busy: cm.replay(thread, checkpoint, user_id=user, assistant=name, **busy),
+    )
 
 
 @conversation_commands.command()
@@ -232,11 +248,15 @@ def fork(
     checkpoint: Checkpoint,
     message: Annotated[str, typer.Option("--message", "-m", help="The message the branch sends instead.")],
     user: User = None,
+    assistant: Assistant = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
     """Branch a thread at a past checkpoint (id or unique prefix) with a different message."""
     checked_thread(thread)
+    name = checked_assistant(assistant)
     _stream_turn(
-        on_busy, busy_timeout, lambda cm, busy: cm.fork(thread, checkpoint, message, user_id=user, **busy)
+        on_busy,
+        busy_timeout,
+        lambda cm, busy: cm.fork(thread, checkpoint, message, user_id=user, assistant=name, **busy),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -15,16 +16,20 @@ from checkpoint.passage_vectors import EmbeddingArchive
 from checkpoint.persistence import Pool, open_pool
 from checkpoint.recall import TranscriptRecall
 from checkpoint.transcript import TranscriptArchive, open_transcript
+from graphs.assistants import AssistantRegistry, load_assistants
 from graphs.conversation import build_graph
 from graphs.database import database_url
 from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
+from nodes.errors import ConfigError, InvalidInput
 from nodes.reduce_history import Compact
 from nodes.state import Context, State
 
-__all__ = ["GraphParts", "compactor", "open_graph_parts"]
+__all__ = ["GraphParts", "assistant_models", "compactor", "open_assistants", "open_graph_parts"]
+
+_log = logging.getLogger("convomem.assistants")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,27 @@ def compactor(pool: Pool, *, keep_recent_runs: int) -> Compact:
     return compact
 
 
+def open_assistants(settings: Settings) -> AssistantRegistry:
+    """The assistant files of CONVOMEM_ASSISTANTS_DIR, all valid, and CONVOMEM_ASSISTANT one of them."""
+    registry = load_assistants(settings.assistants_folder)
+    try:
+        registry.check_name(settings.assistant)
+    except InvalidInput as error:
+        raise ConfigError(f"CONVOMEM_ASSISTANT: {error}") from None
+    return registry
+
+
+def assistant_models(settings: Settings, registry: AssistantRegistry) -> dict[str, BaseChatModel]:
+    """A chat model for each assistant that names its own (same server and key, another model name).
+
+    The embedded model serves one model: there an assistant's model name is ignored, and said so."""
+    named = {name: a.model for name, a in registry.assistants.items() if a.model}
+    if named and settings.uses_local_model:
+        _log.warning("the embedded model ignores the model of assistants %s", ", ".join(sorted(named)))
+        return {}
+    return {name: shared_chat_model(settings.model_copy(update={"model": m})) for name, m in named.items()}
+
+
 @asynccontextmanager
 async def open_graph_parts(
     settings: Settings,
@@ -62,7 +88,9 @@ async def open_graph_parts(
     """
     # The embedded model's defaults (extraction method, recognizer, reply penalty) only when it is the one
     # used: a `model` handed in (tests, benchmarks) or a configured server gets the remote defaults.
-    config = for_model(graph_config(settings), local=model is None and settings.uses_local_model)
+    local = model is None and settings.uses_local_model
+    config = for_model(graph_config(settings), local=local)
+    assistants = open_assistants(settings)
     async with AsyncExitStack() as stack:
         if pool is None:
             url = await database_url(settings)
@@ -79,5 +107,10 @@ async def open_graph_parts(
             compact=compactor(pool, keep_recent_runs=config.step_history_turns),
             recognizer=recognizer,
             passages=TranscriptRecall(pool, archive.language, embeddings),
+            assistants=assistants,
+            # A model handed in (tests, benchmarks) answers for every assistant.
+            assistant_models={} if model is not None else assistant_models(settings, assistants),
+            schema_style="json_object" if local else "json_schema",
         )
-        yield GraphParts(builder, TurnRules(config, pool), archive, pool)
+        rules = TurnRules(config, pool, assistants=assistants, default_assistant=settings.assistant)
+        yield GraphParts(builder, rules, archive, pool)

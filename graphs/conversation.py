@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -13,16 +14,19 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
 from langgraph.types import RetryPolicy
 
+from graphs.assistants import AssistantRegistry
 from graphs.turn_graph import TurnGraph, TurnRules
 from nodes.config import GraphConfig
 from nodes.extract_entities import make_extract_entities
 from nodes.load_memory import make_load_memory
 from nodes.models import is_transient_model_error
+from nodes.per_assistant import per_assistant
 from nodes.recall import PassageSearch
 from nodes.recognizer import Recognizer
 from nodes.reduce_history import Archive, Compact, make_reduce_history
+from nodes.reply_schema import SchemaStyle
 from nodes.respond import make_respond
-from nodes.state import Clock, Context, State
+from nodes.state import Clock, Context, Node, State
 from nodes.summarize import make_summarize
 
 __all__ = ["NODES", "build_graph", "compile_graph", "model_retry_policy", "server_graph", "utc_now"]
@@ -30,6 +34,14 @@ __all__ = ["NODES", "build_graph", "compile_graph", "model_retry_policy", "serve
 NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
 SERVER_CONNECTIONS = 4
 """The server graph's own pool: transcript archive, compaction and undoing failed runs."""
+
+
+class _Variant(NamedTuple):
+    """What one assistant's nodes are built from (the process's own: the `None` assistant)."""
+
+    config: GraphConfig
+    model: BaseChatModel
+    schema: Mapping[str, Any] | None
 
 
 def utc_now() -> datetime:
@@ -58,6 +70,9 @@ def build_graph(
     clock: Clock = utc_now,
     recognizer: Recognizer | None = None,
     passages: PassageSearch | None = None,
+    assistants: AssistantRegistry | None = None,
+    assistant_models: Mapping[str, BaseChatModel] | None = None,
+    schema_style: SchemaStyle = "json_schema",
 ) -> StateGraph[State, Context, State, State]:
     """The uncompiled builder, configured once; callers compile it with compile_graph.
 
@@ -67,37 +82,58 @@ def build_graph(
     extraction's offline first pass (config.entity_recognizer says whether the composition root made one).
     `passages` searches the user's other conversations (checkpoint.recall.TranscriptRecall) for
     load_memory; without one, memory holds no passages.
+
+    `assistants` each get their own load_memory, respond, extract_entities and summarize, built from the
+    configuration with the assistant's overrides (and its model from `assistant_models`, its response
+    schema sent as `schema_style`); the run's `context.assistant` picks them (nodes.per_assistant).
     """
     memory_model = memory_model or model
     attempts = config.model_retries
     semantic = config.semantic_memory
+    variants: dict[str | None, _Variant] = {None: _Variant(config, model, None)}
+    for name, assistant in (assistants.assistants if assistants else {}).items():
+        chat = (assistant_models or {}).get(name, model)
+        variants[name] = _Variant(assistant.graph_config(config), chat, assistant.response_schema)
+
+    def each(make: Callable[[_Variant], Node]) -> Node:
+        return per_assistant({name: make(variant) for name, variant in variants.items()})
+
     builder = StateGraph(State, context_schema=Context)
     style = "list" if config.memory_style == "auto" else config.memory_style
-    load = make_load_memory(
-        memory_tokens=config.memory_tokens,
-        default_user_id=config.user_id,
-        semantic=semantic,
-        style=style,
-        passages=passages,
-        recall_passages=config.recall_passages,
+    load = each(
+        lambda v: make_load_memory(
+            memory_tokens=v.config.memory_tokens,
+            default_user_id=config.user_id,
+            semantic=semantic,
+            style=style,
+            passages=passages,
+            recall_passages=v.config.recall_passages,
+        )
     )
     builder.add_node("load_memory", load)
-    builder.add_node("respond", make_respond(model, config), retry_policy=model_retry_policy(attempts))
+    respond = each(
+        lambda v: make_respond(v.model, v.config, response_schema=v.schema, schema_style=schema_style)
+    )
+    builder.add_node("respond", respond, retry_policy=model_retry_policy(attempts))
     # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
-    extract = make_extract_entities(
-        memory_model,
-        clock=clock,
-        extract_every=config.extract_every,
-        new_content_only=config.extract_on_new_content_only,
-        max_attempts=attempts,
-        semantic=semantic,
-        method="function_calling" if config.extraction_method == "auto" else config.extraction_method,
-        examples=bool(config.extraction_examples),
-        recognizer=recognizer,
+    extract = each(
+        lambda v: make_extract_entities(
+            memory_model,
+            clock=clock,
+            extract_every=v.config.extract_every,
+            new_content_only=v.config.extract_on_new_content_only,
+            max_attempts=attempts,
+            semantic=semantic,
+            method="function_calling" if config.extraction_method == "auto" else config.extraction_method,
+            examples=bool(config.extraction_examples),
+            recognizer=recognizer,
+        )
     )
     builder.add_node("extract_entities", extract)
-    summarize = make_summarize(
-        memory_model, working_set_tokens=config.working_set_tokens, max_attempts=attempts
+    summarize = each(
+        lambda v: make_summarize(
+            memory_model, working_set_tokens=v.config.working_set_tokens, max_attempts=attempts
+        )
     )
     builder.add_node("summarize", summarize)
     reduce = make_reduce_history(archive, compact=compact, compact_every=config.compact_every)

@@ -9,6 +9,7 @@ __all__ = [
     "InvalidInput",
     "ModelUnavailable",
     "NothingToResume",
+    "ReplyNotValid",
     "RunCancelled",
     "ThreadBusy",
     "TooManyRuns",
@@ -27,6 +28,10 @@ class ConfigError(ConvomemError):
 
 class InvalidInput(ConvomemError):
     """A message, identifier or argument the user gave that convomem refuses before touching state."""
+
+
+class ReplyNotValid(ConvomemError):
+    """The model's reply did not match the assistant's response schema, even after one repair request."""
 
 
 class DatabaseUnavailable(ConvomemError):

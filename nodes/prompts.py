@@ -9,6 +9,7 @@ __all__ = [
     "MEMORY_HEADER",
     "PROFILE_HEADER",
     "REPAIR_REQUEST",
+    "SCHEMA_REPAIR_REQUEST",
     "SUMMARY_HEADER",
     "SUMMARY_SYSTEM",
 ]
@@ -55,4 +56,9 @@ a model that copies them proposes nothing that is stored (nodes.grounding)."""
 REPAIR_REQUEST = (
     "Your previous reply could not be used: {error}. Call the tool again with arguments that match its "
     "schema exactly."
+)
+
+SCHEMA_REPAIR_REQUEST = (
+    "Your previous reply does not match the required JSON schema: {error}. Reply again with only a JSON "
+    "value that matches the schema exactly."
 )

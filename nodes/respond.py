@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+import jsonschema_rs
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AnyMessage, SystemMessage
 from langchain_core.runnables import Runnable
@@ -11,6 +13,7 @@ from langgraph.runtime import Runtime
 
 from nodes.config import GraphConfig
 from nodes.prompts import SUMMARY_HEADER
+from nodes.reply_schema import SchemaStyle, reply_format, schema_reply
 from nodes.state import Context, Node, State, Update
 from nodes.tokens import count_tokens, fit_window
 
@@ -37,17 +40,31 @@ def build_prompt(state: State, config: GraphConfig) -> list[AnyMessage]:
     return [system, *fit_window(state["messages"], room)]
 
 
-def make_respond(model: BaseChatModel, config: GraphConfig) -> Node:
+def make_respond(
+    model: BaseChatModel,
+    config: GraphConfig,
+    *,
+    response_schema: Mapping[str, Any] | None = None,
+    schema_style: SchemaStyle = "json_schema",
+) -> Node:
     """The instructions, budgets and reply parameters (temperature, max_tokens, frequency_penalty) are
-    the graph's; a penalty left unset is not sent (the server's own default holds)."""
+    the graph's; a penalty left unset is not sent (the server's own default holds). With a
+    `response_schema` (an assistant's) the reply is JSON under it, repaired once (nodes.reply_schema)."""
     penalty = {} if config.frequency_penalty is None else {"frequency_penalty": config.frequency_penalty}
-    replier: Runnable[list[AnyMessage], Any] = model.bind(
-        temperature=config.temperature, max_tokens=config.max_tokens, **penalty
+    shape = (
+        {} if response_schema is None else {"response_format": reply_format(response_schema, schema_style)}
     )
+    replier: Runnable[list[AnyMessage], Any] = model.bind(
+        temperature=config.temperature, max_tokens=config.max_tokens, **penalty, **shape
+    )
+    validator = None if response_schema is None else jsonschema_rs.validator_for(dict(response_schema))
 
     async def respond(state: State, runtime: Runtime[Context]) -> Update:
         """Answer the newest message; the reply's tokens stream through stream_mode='messages'."""
-        reply = await replier.ainvoke(build_prompt(state, config))
+        prompt = build_prompt(state, config)
+        if validator is not None:
+            return {"messages": [await schema_reply(replier, prompt, validator)]}
+        reply = await replier.ainvoke(prompt)
         return {"messages": [reply]}
 
     return respond
