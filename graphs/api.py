@@ -6,6 +6,7 @@ Python caller needs: events, the thread's lock across processes, and inspection 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -299,7 +300,7 @@ async def open_convomem(
     settings = settings or Settings()
     if assistant is not None:
         settings = settings.model_copy(update={"assistant": assistant})
-    open_assistants(settings)
+    await asyncio.to_thread(open_assistants, settings)
     async with AsyncExitStack() as stack:
         persistence = await stack.enter_async_context(open_database(settings))
         url = await database_url(settings)

@@ -90,7 +90,7 @@ async def open_graph_parts(
     # used: a `model` handed in (tests, benchmarks) or a configured server gets the remote defaults.
     local = model is None and settings.uses_local_model
     config = for_model(graph_config(settings), local=local)
-    assistants = open_assistants(settings)
+    assistants = await asyncio.to_thread(open_assistants, settings)  # reads files: off the event loop
     async with AsyncExitStack() as stack:
         if pool is None:
             url = await database_url(settings)

@@ -1,0 +1,66 @@
+"""Assistants on every path: a run naming `triage` finds its thread opened by the assistant's first
+message, its reply JSON under the assistant's schema, and the thread goes on with `triage` when the next
+message names none; an unknown assistant is refused with the same words everywhere, nothing written."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema_rs
+
+from graphs.assistants import SHIPPED_DIR, load_assistants
+from tests.integration.support import rows, system_prompt
+from tests.parity.drivers import Driver
+from tests.parity.probe import Probe
+from tests.parity.rig import Rig
+from tests.parity.support import assert_ok
+
+TRIAGE = load_assistants(SHIPPED_DIR).get("triage")
+UNKNOWN = "Unknown assistant 'nope': choose from default, travel-planner, triage."
+
+
+def respond_requests(rig: Rig, seen: int) -> list[dict[str, object]]:
+    return [r for r in rig.model.requests[seen:] if r["kind"] == "respond"]
+
+
+async def test_triage_opens_the_thread_and_replies_under_its_schema_then_the_thread_keeps_it(
+    rig: Rig, driver: Driver, probe: Probe, user: str
+) -> None:
+    thread = await driver.new_thread()
+    seen = len(rig.model.requests)
+    assert_ok(await driver.send(thread, "My card was charged twice", user, assistant="triage"), "triage")
+    view = await probe.view(thread)
+    assert view.types == ["ai", "human", "ai"], view.types
+    assert view.messages[0].text == TRIAGE.first_message
+    assert TRIAGE.response_schema is not None
+    jsonschema_rs.validate(TRIAGE.response_schema, json.loads(view.messages[2].text))
+    (request,) = respond_requests(rig, seen)
+    assert system_prompt(request).startswith(str(TRIAGE.instructions))
+    assert request["response_format"]["json_schema"]["schema"] == TRIAGE.response_schema  # type: ignore[index]
+    assert request["temperature"] == TRIAGE.temperature
+
+    seen = len(rig.model.requests)
+    assert_ok(await driver.send(thread, "It happened again today", user), "the next message")
+    (request,) = respond_requests(rig, seen)
+    assert system_prompt(request).startswith(str(TRIAGE.instructions))
+    said = [entry.content for entry in await probe.transcript(thread)]  # the working set may have folded
+    assert said[:2] == [TRIAGE.first_message, "My card was charged twice"], said
+    assert said.count(str(TRIAGE.first_message)) == 1
+    stamped = rows(
+        probe.url,
+        "SELECT DISTINCT metadata ->> 'convomem_assistant' FROM checkpoints "
+        "WHERE thread_id = %s AND metadata ? 'convomem_user_id'",
+        (thread,),
+    )
+    assert stamped == [("triage",)]
+
+
+async def test_an_unknown_assistant_is_refused_with_the_same_words_and_nothing_written(
+    rig: Rig, driver: Driver, probe: Probe, user: str
+) -> None:
+    thread = await driver.new_thread()
+    seen = len(rig.model.requests)
+    outcome = await driver.send(thread, "hello", user, assistant="nope")
+    assert outcome.refused and outcome.message == UNKNOWN, outcome
+    assert probe.rows(thread).checkpoints == ()
+    assert respond_requests(rig, seen) == []
