@@ -260,6 +260,15 @@ class Convomem(MemoryApi):
     async def state(self, thread_id: str) -> StateSnapshot:
         return await self.graph.aget_state(self.config(thread_id))
 
+    async def opening(self, thread_id: str, assistant: str | None = None) -> str | None:
+        """The first message a message sent now would open the thread with: its assistant's (`assistant`,
+        else the default one) when the thread has no message yet; else None."""
+        assert self.graph.rules is not None
+        name = self.assistants.check_name(assistant) or self.graph.rules.default_assistant
+        if name is None or (await self.state(thread_id)).values:
+            return None
+        return self.assistants.get(name).first_message
+
     async def busy(self, thread_id: str) -> bool:
         """True while a run, in any process, holds the thread."""
         return await is_thread_busy(self.persistence.pool, validate_id(thread_id))

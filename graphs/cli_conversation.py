@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from graphs.api import Convomem
     from graphs.settings import Durability
 
-__all__ = ["chat", "fork", "history", "pending", "replay", "resume", "threads"]
+__all__ = ["chat", "fork", "history", "pending", "replay", "resume", "show_opening", "threads"]
 
 StartTurn = Callable[["Convomem", dict[str, Any]], AsyncIterator[TurnEvent]]
 """Starts a turn on convomem with the checked --on-busy options."""
@@ -76,12 +76,22 @@ def _review_answer(raw: str | None) -> Any:
 
 
 # -- a person at the terminal ---------------------------------------------------------------------------
+async def show_opening(cm: Convomem, thread: str, assistant: str | None) -> None:
+    """A new thread's first message, printed as the assistant's first line (the turn writes it)."""
+    from graphs.cli_render import print_reply
+
+    first = await cm.opening(thread, assistant)
+    if first is not None:
+        print_reply(first)
+
+
 async def _converse(cm: Convomem, thread: str, user: str | None, text: str, options: dict[str, Any]) -> None:
     """One message and its reply; at a terminal, memory reviews are asked and answered on the spot."""
     from graphs.cli_render import stream_events
     from graphs.cli_review import answer_reviews
     from graphs.cli_session import Terminal
 
+    await show_opening(cm, thread, options.get("assistant"))
     final = await stream_events(cm.chat(thread, text, user_id=user, **options))
     if final.interrupts and sys.stdin.isatty():
         term = Terminal(interactive=True)

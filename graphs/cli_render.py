@@ -36,6 +36,7 @@ from nodes.profile import UserProfile
 __all__ = [
     "console",
     "errors",
+    "print_reply",
     "render_entities",
     "render_entity",
     "render_forget",
@@ -50,6 +51,12 @@ __all__ = [
     "render_transcript",
     "stream_events",
 ]
+
+
+def print_reply(text: str, prefix: str = "assistant> ") -> None:
+    """A whole reply on its line, as stream_events prints one token by token."""
+    console.print(prefix, end="", style="bold cyan")
+    console.out(text, highlight=False)
 
 
 async def stream_events(

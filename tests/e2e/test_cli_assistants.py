@@ -55,9 +55,12 @@ def test_chat_with_an_assistant_and_the_thread_goes_on_with_it(
     result = assert_ok(
         cli.run("chat", "--thread", "t", "--assistant", "triage", "--message", "Card declined")
     )
-    reply = json.loads(result.stdout.strip().splitlines()[-1].removeprefix("assistant> "))
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == f"assistant> {TRIAGE.first_message}"  # the new thread's first message, shown first
+    reply = json.loads(lines[-1].removeprefix("assistant> "))
     assert set(reply) == {"category", "urgency", "summary"}
-    assert_ok(cli.run("chat", "--thread", "t", "--message", "Still declined"))
+    again = assert_ok(cli.run("chat", "--thread", "t", "--message", "Still declined"))
+    assert str(TRIAGE.first_message) not in again.stdout
     history = json.loads(assert_ok(cli.run("history", "--thread", "t", "--json")).stdout)
     before_respond = next(c for c in history if "respond" in c["next_nodes"])
     assert_ok(cli.run("replay", "--thread", "t", "--checkpoint", before_respond["checkpoint_id"][:12]))

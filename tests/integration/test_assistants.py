@@ -38,7 +38,10 @@ def last_respond_prompt(fake_model: FakeOpenAIServer) -> str:
 async def test_a_new_thread_opens_with_the_first_message_and_replies_under_the_schema(
     app: Convomem, fake_model: FakeOpenAIServer, database_url: str
 ) -> None:
+    assert await app.opening("t1", "triage") == TRIAGE.first_message
+    assert await app.opening("t1") is None  # no assistant chosen: the settings', which has none
     ended = await finish(app.chat("t1", "My invoice is wrong", assistant="triage"))
+    assert await app.opening("t1", "triage") is None
     reply = json.loads(str(ended.reply))
     assert set(reply) == {"category", "urgency", "summary"} and reply["category"] == "billing"
     messages = (await app.state("t1")).values["messages"]
