@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import jsonschema_rs
+import pytest
 
 from graphs.assistants import SHIPPED_DIR, load_assistants
 from tests.integration.support import rows, system_prompt
 from tests.parity.drivers import Driver
 from tests.parity.probe import Probe
 from tests.parity.rig import Rig
+from tests.parity.server_driver import GRAPH, ServerDriver, user_says
 from tests.parity.support import assert_ok
 
 TRIAGE = load_assistants(SHIPPED_DIR).get("triage")
@@ -64,3 +67,24 @@ async def test_an_unknown_assistant_is_refused_with_the_same_words_and_nothing_w
     assert outcome.refused and outcome.message == UNKNOWN, outcome
     assert probe.rows(thread).checkpoints == ()
     assert respond_requests(rig, seen) == []
+
+
+@pytest.mark.paths("server")
+async def test_each_assistant_file_can_be_a_langgraph_assistant(
+    rig: Rig, driver: ServerDriver, probe: Probe, user: str
+) -> None:
+    async with driver.client() as client:
+        made = await client.assistants.create(graph_id=GRAPH, context={"assistant": "triage"}, name="triage")
+        with pytest.raises(httpx.HTTPStatusError) as refused:
+            await client.assistants.create(graph_id=GRAPH, context={"assistant": "nope"}, name="nope")
+        assert refused.value.response.status_code == 422
+        assert refused.value.response.json()["detail"] == UNKNOWN
+        thread = str((await client.threads.create())["thread_id"])
+        seen = len(rig.model.requests)
+        run = await client.runs.create(
+            thread, made["assistant_id"], input=user_says("Refund please"), context={"user_id": user}
+        )
+        assert_ok(await driver.finish(client, thread, str(run["run_id"])), "a run of the LangGraph assistant")
+    (request,) = respond_requests(rig, seen)
+    assert system_prompt(request).startswith(str(TRIAGE.instructions))
+    assert (await probe.view(thread)).texts("ai")[0] == TRIAGE.first_message
