@@ -14,10 +14,9 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
-from pydantic.fields import FieldInfo
 
 from nodes.config import GraphConfig, TurnSettings
 from nodes.errors import ConfigError
@@ -85,10 +84,11 @@ def check_tool(spec: str) -> str:
     return spec
 
 
-def _optional(name: str) -> tuple[Any, FieldInfo]:
+def _optional(name: str) -> tuple[Any, Any]:
     """TurnSettings' field `name` (type, range, description) as optional: unset keeps the process's."""
     setting = TurnSettings.model_fields[name]
-    return Optional[setting.annotation], FieldInfo.merge_field_infos(setting, default=None)  # noqa: UP045
+    constrained = Annotated[setting.annotation, *setting.metadata] if setting.metadata else setting.annotation
+    return Optional[constrained], Field(default=None, description=setting.description)  # noqa: UP045
 
 
 if TYPE_CHECKING:

@@ -11,11 +11,12 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_core.outputs import ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.store.memory import InMemoryStore
-from pydantic import Field
+from pydantic import Field, ValidationError
 
 from graphs.assistants import (
     SHIPPED_DIR,
     TURN_FIELDS,
+    AssistantFile,
     AssistantRegistry,
     load_assistants,
     read_assistant_files,
@@ -207,3 +208,21 @@ async def test_an_assistants_budgets_and_review_default_apply_to_its_runs(tmp_pa
     assert sum(len(str(m.content)) for m in prompt) < 300 * 4 + 200  # the assistant's prompt budget
     assert (await graph.aget_state(CONFIG)).values["review_memory"] is True
     assert paused is not None
+
+
+@pytest.mark.parametrize("name", TURN_FIELDS)
+def test_an_assistant_refuses_exactly_what_the_setting_refuses(name: str) -> None:
+    """Ranges are TurnSettings' own: a value just outside one is refused by both, one inside by neither."""
+    for bound in TurnSettings.model_fields[name].metadata:
+        for attribute, step in (("ge", -1), ("le", 1)):  # the only kinds of bound TurnSettings uses
+            limit = getattr(bound, attribute, None)
+            if limit is None:
+                continue
+            outside = limit + step
+            with pytest.raises(ValidationError):
+                TurnSettings.model_validate({name: outside})
+            with pytest.raises(ValidationError):
+                AssistantFile.model_validate({"name": "x", name: outside})
+            assert (
+                AssistantFile.model_validate({"name": "x", name: limit - step}).overrides()[name] is not None
+            )
