@@ -14,6 +14,7 @@ from psycopg_pool import PoolTimeout
 from checkpoint.connections import Conn, Pool
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.on_busy import BUSY_TIMEOUT, OnBusy, check_on_busy
+from checkpoint.pool import unreachable
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy, TooManyRuns
 
 __all__ = [
@@ -223,6 +224,8 @@ class ThreadWriter:
         try:
             self._conn = await self._pool.getconn()
         except PoolTimeout as error:
+            if (refusal := await unreachable(self._pool)) is not None:
+                raise refusal from error
             raise TooManyRuns(
                 f"This process already runs {self._pool.max_size} turns at once: wait for one to finish, or "
                 "open convomem with a larger max_concurrent_runs."

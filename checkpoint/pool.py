@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from checkpoint.connections import Pool
 from nodes.errors import ConfigError, ConvomemError, DatabaseUnavailable
 
-__all__ = ["Pool", "connection_error", "describe_url", "open_pool"]
+__all__ = ["Pool", "connection_error", "describe_url", "open_pool", "unreachable"]
 
 _FIX = "check DATABASE_URL (or unset it to use the embedded server)"
 
@@ -62,6 +62,19 @@ def connection_error(url: str, error: Error) -> ConvomemError:
         if code in codes or all(word in text for word in words):
             return DatabaseUnavailable(message.format(where=where, user=user, dbname=dbname, fix=_FIX))
     return DatabaseUnavailable(f"Cannot reach Postgres at {where}: {_FIX}.")
+
+
+async def unreachable(pool: Pool) -> ConvomemError | None:
+    """Why getconn timed out: the server's refusal when a fresh connection fails too, else None (every
+    connection is in use: the caller says which limit)."""
+    if not isinstance(pool.conninfo, str):
+        return None
+    try:
+        probe = await AsyncConnection.connect(pool.conninfo, connect_timeout=2)
+    except Error as error:
+        return connection_error(pool.conninfo, error)
+    await probe.close()
+    return None
 
 
 @asynccontextmanager

@@ -27,7 +27,7 @@ from langgraph.checkpoint.serde.jsonplus import (
     EXT_PYDANTIC_V2,
     JsonPlusSerializer,
 )
-from langgraph.types import Interrupt
+from langgraph.types import Interrupt, Send
 from pydantic import BaseModel, SecretStr
 from typing_extensions import is_typeddict
 
@@ -112,7 +112,8 @@ def schema_types(schema: Any) -> frozenset[TypeKey]:
 _WRITTEN_BY_LANGGRAPH: frozenset[TypeKey] = frozenset(
     {
         _key(RemoveMessage),  # add_messages deletes by writing one (reduce_history)
-        _key(Interrupt),  # interrupt() in extract_entities' memory review
+        _key(Interrupt),  # interrupt() in extract_entities' memory review and the forget tool
+        _key(Send),  # each tool call is its own task (nodes.tool_loop.route_after_respond): node + call dict
         _key(set),  # the barrier channel joining extract_entities and summarize
         _key(frozenset),
         _key(uuid.UUID),
@@ -125,8 +126,8 @@ _WRITTEN_BY_LANGGRAPH: frozenset[TypeKey] = frozenset(
 ALLOWED_TYPES: frozenset[TypeKey] = schema_types(State) | _WRITTEN_BY_LANGGRAPH
 """The classes a convomem checkpoint may rebuild: State's messages, plus what LangGraph itself writes.
 
-No Send or Command: the graph neither fans out with Send nor returns Command, and a resume value is
-stored as the plain value it carries.
+Send carries only a node name and a tool call (plain dicts, checked like any other value); no Command:
+the graph never returns one, and a resume value is stored as the plain value it carries.
 """
 ALLOWED_METHODS: frozenset[tuple[str, str, str]] = frozenset({("datetime", "datetime", "fromisoformat")})
 """The one classmethod call msgpack extensions make: how LangGraph stores a datetime."""

@@ -25,9 +25,19 @@ from graphs.assistants import AssistantRegistry
 from graphs.composition import open_assistants, open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
-from graphs.events import CheckpointInfo, PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
+from graphs.events import (
+    CheckpointInfo,
+    PendingInterrupt,
+    ReplyDone,
+    ReplyToken,
+    ToolCall,
+    ToolResult,
+    TurnEnded,
+    TurnEvent,
+)
 from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
+from graphs.logs import configure_logging
 from graphs.memory_api import EntityMentions, MemoryApi
 from graphs.settings import Durability, Settings
 from graphs.turn_graph import TurnGraph, unfinished
@@ -47,6 +57,7 @@ from nodes.errors import (
     UnknownCheckpoint,
     UnknownThread,
 )
+from nodes.memory_tools import FORGET_ANSWERS, FORGET_CONFIRMATION
 from nodes.review import REVIEW_ANSWERS
 from nodes.state import Context
 
@@ -72,6 +83,8 @@ __all__ = [
     "Settings",
     "ThreadBusy",
     "TooManyRuns",
+    "ToolCall",
+    "ToolResult",
     "TurnEnded",
     "TurnEvent",
     "UnknownCheckpoint",
@@ -180,10 +193,12 @@ class Convomem(MemoryApi):
 
         async def plan(writer: ThreadWriter) -> RunPlan:
             snapshot = await self.state(thread_id)
+            if snapshot.created_at is None:
+                await self.require_thread(thread_id)
             if snapshot.interrupts and value is None:
                 raise InvalidInput(
-                    f"Thread {thread_id!r} waits for an answer to its memory review: give {REVIEW_ANSWERS} "
-                    f"(`convomem pending --thread {thread_id}` shows it)."
+                    f"Thread {thread_id!r} waits for an answer: give {answers_for(snapshot.interrupts)} "
+                    f"(`convomem pending --thread {thread_id}` shows the question)."
                 )
             if snapshot.interrupts:
                 graph_input: Any = Command(resume=value)
@@ -276,6 +291,10 @@ class Convomem(MemoryApi):
     async def pending_interrupts(self, thread_id: str) -> tuple[PendingInterrupt, ...]:
         return interrupts_of(await self.state(thread_id))
 
+    async def require_thread(self, thread_id: str) -> None:
+        """UnknownThread unless a run has used the thread."""
+        await require_thread(self.persistence.pool, validate_id(thread_id))
+
     async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
         return await list_threads(self.persistence.pool, limit=limit)
 
@@ -287,8 +306,14 @@ class Convomem(MemoryApi):
     async def history(self, thread_id: str, *, limit: int = 50) -> list[CheckpointInfo]:
         """Checkpoints newest first, each with the nodes that produced it and the ones due next;
         UnknownThread for a thread that never existed."""
-        await require_thread(self.persistence.pool, validate_id(thread_id))
+        await self.require_thread(thread_id)
         return await checkpoint_history(self.graph, self.config(thread_id), limit=limit)
+
+
+def answers_for(pending: Sequence[Any]) -> str:
+    """What a thread's pending interrupt accepts: yes/no for a forget confirmation, else a review answer."""
+    kinds = {i.value.get("type") for i in pending if isinstance(getattr(i, "value", None), dict)}
+    return FORGET_ANSWERS if FORGET_CONFIRMATION in kinds else REVIEW_ANSWERS
 
 
 @asynccontextmanager
@@ -297,16 +322,23 @@ async def open_convomem(
     *,
     model: BaseChatModel | None = None,
     max_concurrent_runs: int = MAX_CONCURRENT_RUNS,
+    tools: Sequence[Any] = (),
     assistant: str | None = None,
 ) -> AsyncIterator[Convomem]:
     """Start what is needed (embedded Postgres, local model) and yield a ready Convomem.
 
     The graph is built exactly as LangGraph Server builds it (graphs.composition). `model` replaces the
     configured chat model; `max_concurrent_runs` sizes the separate pool of lock connections (one held
-    per running turn). `assistant` is the assistant of runs that name none on threads that have none
-    (CONVOMEM_ASSISTANT); a broken assistant file or an unknown name fails here, before anything starts.
+    per running turn). `tools` (LangChain tools, or functions whose docstring says what they do) may be
+    called by the model, after the built-in memory tools CONVOMEM_TOOLS selects; a tool with side effects
+    should use its call id as idempotency key (InjectedToolCallId or ToolRuntime.tool_call_id): a resumed
+    turn never re-runs a call that completed, but a call cut off by a crash runs again. `assistant` is the
+    assistant of runs that name none on threads that have none (CONVOMEM_ASSISTANT); a broken assistant
+    file or an unknown name fails here, before anything starts.
     """
     settings = settings or Settings()
+    if settings.log_level is not None:  # otherwise logging stays the application's
+        configure_logging(settings.log_level, settings.log_format)
     if assistant is not None:
         settings = settings.model_copy(update={"assistant": assistant})
     await asyncio.to_thread(open_assistants, settings)
@@ -315,7 +347,7 @@ async def open_convomem(
         url = await database_url(settings)
         lock_pool = await stack.enter_async_context(open_pool(url, max_size=max_concurrent_runs))
         parts = await stack.enter_async_context(
-            open_graph_parts(settings, pool=persistence.pool, model=model)
+            open_graph_parts(settings, pool=persistence.pool, model=model, tools=tools)
         )
         graph = compile_graph(
             parts.builder, parts.rules, checkpointer=persistence.checkpointer, store=persistence.store

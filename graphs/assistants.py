@@ -8,23 +8,22 @@ the review default. Every field but `name` is optional.
 
 from __future__ import annotations
 
-import importlib
-import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from graphs.tool_specs import load_tool
 from nodes.config import GraphConfig, TurnSettings
 from nodes.errors import ConfigError
+from nodes.memory_tools import BUILTIN_TOOLS
 from nodes.per_assistant import unknown_assistant
 from nodes.reply_schema import schema_problem
 
 __all__ = [
-    "BUILTIN_TOOLS",
     "SHIPPED_DIR",
     "TURN_FIELDS",
     "AssistantFile",
@@ -48,39 +47,28 @@ TURN_FIELDS = (
     "recall_passages",
     "extract_every",
     "extract_on_new_content_only",
+    "tool_rounds",
+    "tool_choice",
 )
 """The process settings (nodes.config.TurnSettings) an assistant file may override, with their ranges."""
 
-BUILTIN_TOOLS = ("search_conversations", "recall_entity", "remember", "forget")
-"""Tools an assistant names without a module (the memory tools of the tool loop)."""
-
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,62}$"
-_TOOL_SPEC = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*$")
 
 
 def check_tool(spec: str) -> str:
-    """`spec` when it names a built-in tool or an importable `package.module:attribute`; else ValueError.
-
-    The one place a tool name is resolved for assistant files: the tool loop's resolver replaces the
-    body (it also makes the attribute a LangChain tool) without changing the callers."""
+    """`spec` when it names a built-in tool or a tool by `package.module:attribute` (imported and made a
+    tool, so a broken one fails when the file is read); else ValueError saying why, in one line."""
     if spec in BUILTIN_TOOLS:
         return spec
-    if not _TOOL_SPEC.match(spec):
+    if ":" not in spec:
         raise ValueError(
             f"unknown tool {spec!r}: name a built-in one ({', '.join(BUILTIN_TOOLS)}) or "
             "`package.module:attribute`"
         )
-    module_name, _, path = spec.partition(":")
     try:
-        found: object = importlib.import_module(module_name)
-    except Exception as error:  # ImportError, or the module failing while it loads
-        raise ValueError(f"tool {spec!r}: cannot import {module_name!r} ({type(error).__name__})") from None
-    for part in path.split("."):
-        if not hasattr(found, part):
-            raise ValueError(f"tool {spec!r}: {module_name!r} has no attribute {path!r}")
-        found = getattr(found, part)
-    if not callable(found) or isinstance(found, type):
-        raise ValueError(f"tool {spec!r} names a {type(found).__name__}, not a tool or function")
+        load_tool(spec)
+    except ConfigError as error:
+        raise ValueError(str(error).rstrip(".")) from None
     return spec
 
 
@@ -130,17 +118,20 @@ class AssistantFile(_TurnOverrides):
 
     @field_validator("tools")
     @classmethod
-    def _known_tools(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(check_tool(spec.strip()) for spec in value)
+    def _known_tools(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return None if value is None else tuple(check_tool(spec.strip()) for spec in value)
 
     def overrides(self) -> dict[str, Any]:
         """The process settings this assistant changes."""
         return self.model_dump(include=set(TURN_FIELDS), exclude_none=True)
 
-    def graph_config(self, base: GraphConfig) -> GraphConfig:
+    def graph_config(self, base: GraphConfig, tool_names: Sequence[str] = ()) -> GraphConfig:
         """The process's configuration with this assistant's settings (already checked against the same
-        ranges by this model)."""
-        return base.model_copy(update=self.overrides())
+        ranges by this model). The process's tool_choice holds only when the assistant has that tool."""
+        update = self.overrides()
+        if "tool_choice" not in update and base.tool_choice not in ("auto", *tool_names):
+            update["tool_choice"] = "auto"
+        return base.model_copy(update=update)
 
 
 def _problem(path: Path, error: ValidationError) -> str:

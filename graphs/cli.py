@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from checkpoint.connections import Pool
     from checkpoint.persistence import Persistence
     from graphs.api import Convomem
+    from graphs.logs import LogLevel
     from graphs.memory_api import MemoryApi
     from graphs.settings import Settings
 
@@ -37,6 +39,7 @@ __all__ = [
     "print_error",
     "read_settings",
     "reported_errors",
+    "run_inspecting",
     "run_with",
     "run_with_database",
     "run_with_memory",
@@ -74,6 +77,24 @@ assistants_app = typer.Typer(help="Assistant files: list, show, check.", no_args
 app.add_typer(assistants_app, name="assistants")
 app.add_typer(database_app, name="db")
 app.add_typer(model_app, name="model")
+
+_verbosity: dict[str, LogLevel] = {}
+"""The level -v/-vv asked for, above CONVOMEM_LOG_LEVEL."""
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="Log more: -v info, -vv debug (memory trace, retries)."
+        ),
+    ] = 0,
+) -> None:
+    """convomem: a conversational agent whose memory survives everything."""
+    if verbose:
+        _verbosity["level"] = "info" if verbose == 1 else "debug"
+
 
 Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
@@ -155,8 +176,14 @@ def run_with_settings(work: Callable[[Settings], Coroutine[Any, Any, object]]) -
 
     A command ends with a non-zero code by raising `typer.Exit`; its result is not an exit code.
     """
+    from graphs.logs import configure_logging
+
+    # psycopg_pool logs each failed reconnect as a warning; the command reports the failure in one line.
+    logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     with reported_errors():
-        asyncio.run(work(read_settings()))
+        settings = read_settings()
+        configure_logging(_verbosity.get("level") or settings.log_level or "warning", settings.log_format)
+        asyncio.run(work(settings))
 
 
 def _ignore(_: object) -> None:
@@ -170,6 +197,19 @@ def run_with(work: Callable[[Convomem], Awaitable[T]], show: Callable[[T], objec
         from graphs.api import open_convomem
 
         async with open_convomem(settings) as convomem:
+            show(await work(convomem))
+
+    run_with_settings(with_convomem)
+
+
+def run_inspecting(work: Callable[[Convomem], Awaitable[T]], show: Callable[[T], object] = _ignore) -> None:
+    """As run_with, for commands that only read threads: the graph without a model (none is started)."""
+
+    async def with_convomem(settings: Settings) -> None:
+        from graphs.api import open_convomem
+        from nodes.models import NoModel
+
+        async with open_convomem(settings, model=NoModel()) as convomem:
             show(await work(convomem))
 
     run_with_settings(with_convomem)

@@ -21,6 +21,7 @@ from graphs.cli import (
     checked_thread,
     conversation_commands,
     reported_errors,
+    run_inspecting,
     run_with,
     run_with_pool,
     shown_as,
@@ -48,11 +49,12 @@ def _read_stdin() -> str:
 
 
 def _known_nodes(names: list[str]) -> list[str]:
-    from graphs.conversation import NODES
+    from graphs.conversation import NODES, TOOL_NODE
 
-    unknown = [n for n in names if n not in NODES]
+    known = (*NODES, TOOL_NODE)
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(NODES)}.")
+        raise InvalidInput(f"Unknown node {unknown[0]!r}: choose from {', '.join(known)}.")
     return names
 
 
@@ -100,20 +102,21 @@ async def _converse(cm: Convomem, thread: str, user: str | None, text: str, opti
 
 async def _resume(cm: Convomem, thread: str, user: str | None, answer: Any, busy: dict[str, Any]) -> None:
     """Without an answer a pending review is asked at a terminal and refused elsewhere, never approved."""
-    from graphs.cli_render import stream_events
-    from graphs.cli_review import answer_reviews, confirm_stored, memory_review, render_review
+    from graphs.api import answers_for
+    from graphs.cli_render import render_interrupts, stream_events
+    from graphs.cli_review import answer_reviews, confirm_stored, forget_question, memory_review
     from graphs.cli_session import Terminal
-    from nodes.review import REVIEW_ANSWERS
 
+    await cm.require_thread(thread)
     pending = await cm.pending_interrupts(thread)
     review = memory_review(pending)
-    if review is not None and answer is None:
+    if (review is not None or forget_question(pending) is not None) and answer is None:
         if not sys.stdin.isatty():
             raise InvalidInput(
-                f"Thread {thread!r} waits for an answer to its memory review: add --value with "
-                f"{REVIEW_ANSWERS} (`convomem pending --thread {thread}` shows it)."
+                f"Thread {thread!r} waits for an answer: add --value with {answers_for(pending)} "
+                f"(`convomem pending --thread {thread}` shows the question)."
             )
-        render_review(review)
+        render_interrupts(pending)
         term = Terminal(interactive=True)
         run = lambda events: stream_events(events)  # noqa: E731
         await answer_reviews(cm, thread, user, pending, term.line, run)
@@ -202,8 +205,7 @@ def resume(
 def pending(
     thread: Thread, as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False
 ) -> None:
-    """What a thread waits for: its memory review, numbered as `resume --value` keeps them, or its
-    unfinished turn."""
+    """What a thread waits for: its memory review (numbered as --value keeps them) or unfinished turn."""
     from graphs.cli_review import pending_report, render_pending, thread_pending
 
     def show(found: tuple[dict[str, Any] | None, tuple[str, ...]]) -> None:
@@ -212,7 +214,11 @@ def pending(
         else:
             render_pending(thread, *found)
 
-    run_with(lambda cm: thread_pending(cm, thread), show=show)
+    async def find(cm: Convomem) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
+        await cm.require_thread(thread)
+        return await thread_pending(cm, thread)
+
+    run_inspecting(find, show=show)
 
 
 @conversation_commands.command()
@@ -230,7 +236,7 @@ def history(thread: Thread, limit: Annotated[int, typer.Option(min=1)] = 30, as_
     from graphs.cli_tables import render_history
 
     checked_thread(thread)
-    run_with(lambda cm: cm.history(thread, limit=limit), show=shown_as(render_history, as_json))
+    run_inspecting(lambda cm: cm.history(thread, limit=limit), show=shown_as(render_history, as_json))
 
 
 @conversation_commands.command()

@@ -13,7 +13,7 @@ from graphs.cli import (
     checked_thread,
     memory_commands,
     reported_errors,
-    run_with,
+    run_inspecting,
     run_with_memory,
     shown_as,
 )
@@ -106,7 +106,7 @@ def transcript(thread: Thread, as_json: AsJson = False) -> None:
         messages = [{**jsonable(entry), "folded": entry.message_id not in working_set} for entry in entries]
         print_json({"thread_id": thread, "messages": messages})
 
-    run_with(
+    run_inspecting(
         lambda cm: _transcript_and_working_set(cm, thread),
         show=print_document if as_json else lambda found: render_transcript(thread, *found),
     )

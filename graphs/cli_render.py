@@ -5,33 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from langchain_core.messages import AIMessage
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from checkpoint.retention import PruneReport
-from checkpoint.transcript import (
-    HIGHLIGHT_END,
-    HIGHLIGHT_START,
-    ForgetReport,
-    SearchHit,
-    TranscriptEntry,
-    UserStats,
-)
-from graphs.api import (
-    EntityMentions,
-    PendingInterrupt,
-    ReplyDone,
-    ReplyToken,
-    TurnEnded,
-    TurnEvent,
-)
 from graphs.cli_tables import console, errors, render_history, render_status, render_threads
-from nodes.memory import EntityRecord
-from nodes.profile import UserProfile
+from graphs.events import PendingInterrupt, ReplyDone, ReplyToken, ToolCall, ToolResult, TurnEnded, TurnEvent
+
+if TYPE_CHECKING:  # the heavy modules load only where a command needs them
+    from checkpoint.retention import PruneReport
+    from checkpoint.transcript import ForgetReport, SearchHit, TranscriptEntry, UserStats
+    from graphs.memory_api import EntityMentions
+    from nodes.memory import EntityRecord
+    from nodes.profile import UserProfile
 
 __all__ = [
     "console",
@@ -50,6 +38,7 @@ __all__ = [
     "render_threads",
     "render_transcript",
     "stream_events",
+    "tool_line",
 ]
 
 
@@ -66,9 +55,17 @@ async def stream_events(
     ends and `on_reply_done` is called (the memory work goes on)."""
     started = False
     final: TurnEnded | None = None
+    calls: dict[str, ToolCall] = {}
     event: TurnEvent
     async for event in events:
-        if isinstance(event, ReplyToken):
+        if isinstance(event, ToolCall | ToolResult) and started:
+            console.print()
+            started = False
+        if isinstance(event, ToolCall):
+            calls[event.id] = event
+        elif isinstance(event, ToolResult):
+            console.print(tool_line(calls.pop(event.id, None), event))
+        elif isinstance(event, ReplyToken):
             if not started:
                 console.print(prefix, end="", style="bold cyan")
                 started = True
@@ -79,7 +76,7 @@ async def stream_events(
                 started = False
             if on_reply_done is not None:
                 on_reply_done()
-        else:
+        elif isinstance(event, TurnEnded):
             final = event
     if started:
         console.print()
@@ -93,13 +90,31 @@ async def stream_events(
     return final
 
 
+TOOL_RESULT_CHARS = 80
+
+
+def tool_line(call: ToolCall | None, result: ToolResult) -> Text:
+    """`⚙ name(arg="value") → first line of the result`, dim (red for an error); never read as markup."""
+    args = ", ".join(
+        f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in (call.args if call else {}).items()
+    )
+    lines = result.content.strip().splitlines()
+    first = lines[0] if lines else "(nothing)"
+    first = first if len(first) <= TOOL_RESULT_CHARS else first[: TOOL_RESULT_CHARS - 1] + "…"
+    name = result.name or (call.name if call else "?")
+    shown = f"⚙ {name}({args}) → {'error: ' if result.error else ''}{first}"
+    return Text(shown, style="dim red" if result.error else "dim")
+
+
 def render_interrupts(interrupts: tuple[PendingInterrupt, ...]) -> None:
-    from graphs.cli_review import render_review
+    from graphs.cli_review import forget_question, render_forget_question, render_review
 
     for pending in interrupts:
         value = pending.value
         if isinstance(value, dict) and value.get("type") == "memory_review":
             render_review(value)
+        elif forget_question((pending,)) is not None:
+            render_forget_question(value)
         else:
             console.print(f"[yellow]interrupt[/] {json.dumps(value, default=str)}")
 
@@ -191,6 +206,8 @@ def _when(moment: datetime | None) -> str:
 
 def _highlighted(snippet: str) -> Text:
     """A search snippet with its matched words in bold; the text itself is never read as markup."""
+    from checkpoint.transcript import HIGHLIGHT_END, HIGHLIGHT_START
+
     text = Text()
     for index, part in enumerate(snippet.replace(HIGHLIGHT_END, HIGHLIGHT_START).split(HIGHLIGHT_START)):
         text.append(part.replace("\n", " "), style="bold" if index % 2 else "")
@@ -209,6 +226,8 @@ def render_search(hits: list[SearchHit]) -> None:
 
 def _shown(entry: TranscriptEntry) -> str:
     """The message's text, or for an AI turn that only called tools, which tools it called."""
+    from langchain_core.messages import AIMessage
+
     message = entry.message
     if entry.content or not isinstance(message, AIMessage) or not message.tool_calls:
         return entry.content

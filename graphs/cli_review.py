@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.table import Table
 from rich.text import Text
 
 from graphs.cli import print_error
 from graphs.events import PendingInterrupt, TurnEnded, TurnEvent
 from nodes.errors import InvalidInput
+from nodes.memory_tools import FORGET_ANSWERS, FORGET_CONFIRMATION, forget_decision
 from nodes.review import REVIEW_ANSWERS, ReviewItem, decide_review, read_review_answer, review_items
 
 if TYPE_CHECKING:
@@ -19,10 +22,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "answer_reviews",
+    "ask_forget_answer",
     "ask_review_answer",
     "confirm_stored",
+    "forget_question",
     "memory_review",
     "pending_report",
+    "render_forget_question",
     "render_pending",
     "render_review",
     "thread_pending",
@@ -68,7 +74,10 @@ def render_review(review: dict[str, Any]) -> None:
 def pending_report(
     thread_id: str, review: dict[str, Any] | None, next_nodes: tuple[str, ...]
 ) -> dict[str, Any]:
-    """What `pending --json` prints: the numbered review items, or the unfinished turn's next nodes."""
+    """What `pending --json` prints: the numbered review items, the forget question, or the unfinished
+    turn's next nodes."""
+    if review is not None and review.get("type") == FORGET_CONFIRMATION:
+        return {"thread_id": thread_id, "review": None, "forget": review, "next": list(next_nodes)}
     items = [
         {"number": number, "kind": item.kind, "type": kind, "value": value, "context": context}
         for number, item in enumerate(review_items(review or {}), 1)
@@ -84,7 +93,10 @@ def pending_report(
 def render_pending(thread_id: str, review: dict[str, Any] | None, next_nodes: tuple[str, ...]) -> None:
     from graphs.cli_render import console
 
-    if review is not None:
+    if review is not None and review.get("type") == FORGET_CONFIRMATION:
+        render_forget_question(review)
+        console.print(f"answer with `convomem resume --thread {thread_id} --value ANSWER`: {FORGET_ANSWERS}")
+    elif review is not None:
         render_review(review)
         console.print(f"answer with `convomem resume --thread {thread_id} --value ANSWER`: {REVIEW_ANSWERS}")
     elif next_nodes:
@@ -138,11 +150,13 @@ async def confirm_stored(cm: Convomem, thread_id: str, review: dict[str, Any], a
 
 
 async def thread_pending(cm: Convomem, thread_id: str) -> tuple[dict[str, Any] | None, tuple[str, ...]]:
-    """The thread's memory review waiting for an answer, else the nodes its unfinished turn has left."""
+    """The thread's memory review (or forget question) waiting for an answer, else the nodes its
+    unfinished turn has left."""
     from graphs.api import unfinished
 
     snapshot = await cm.state(thread_id)
-    review = memory_review(tuple(PendingInterrupt(i.id, i.value) for i in snapshot.interrupts))
+    pending = tuple(PendingInterrupt(i.id, i.value) for i in snapshot.interrupts)
+    review = memory_review(pending) or forget_question(pending)
     return review, tuple(snapshot.next) if review is None and unfinished(snapshot) else ()
 
 
@@ -158,14 +172,48 @@ async def answer_reviews(
     the run asks. Input that ends leaves the review pending."""
     from graphs.cli_render import console
 
-    while (review := memory_review(pending)) is not None:
-        answer = await ask_review_answer(review, ask)
+    stays = f"the question stays pending: `convomem resume --thread {thread_id}` answers it"
+    while (review := memory_review(pending)) is not None or forget_question(pending) is not None:
+        try:
+            answer = await (ask_review_answer(review, ask) if review is not None else ask_forget_answer(ask))
+        except asyncio.CancelledError:  # Ctrl-C at a one-shot command's prompt (asyncio.run cancels)
+            console.print(f"\ninterrupted: {stays}")
+            raise typer.Exit(130) from None
         if answer is None:
-            console.print(f"the review stays pending: `convomem resume --thread {thread_id}` answers it")
+            console.print(stays)
             return
         final = await run(cm.resume(thread_id, answer, user_id=user))
         if final is None:
             return
-        if not final.interrupts:
+        if review is not None and not final.interrupts:
             await confirm_stored(cm, thread_id, review, answer)
         pending = final.interrupts
+
+
+def forget_question(pending: tuple[PendingInterrupt, ...]) -> dict[str, Any] | None:
+    """The forget tool's confirmation among a thread's pending interrupts."""
+    for interrupt in pending:
+        if isinstance(interrupt.value, dict) and interrupt.value.get("type") == FORGET_CONFIRMATION:
+            return interrupt.value
+    return None
+
+
+def render_forget_question(question: dict[str, Any]) -> None:
+    from graphs.cli_render import console
+
+    console.print(Text(str(question.get("question", "")), style="yellow"))
+    for item in question.get("items") or []:
+        console.print(Text(f"  - {item}"))
+
+
+async def ask_forget_answer(ask: AskLine) -> bool | None:
+    """Ask until the answer is yes or no; None when input ends."""
+    while True:
+        line = await ask("forget? [y/n] ")
+        if line is None:
+            return None
+        try:
+            return forget_decision(line)
+        except ValueError:
+            if line.strip():
+                print_error(f"answer {FORGET_ANSWERS}.")

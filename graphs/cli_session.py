@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import sys
 import threading
@@ -92,6 +93,7 @@ class Terminal:
         """The reply streaming now; Ctrl-C cancels it."""
         self.indicator = Indicator(interactive)
         self._prompt: str | None = None
+        self._unread = b""
 
     async def line(self, prompt: str) -> str | None:
         """One line without its newline; None at the end of input (Ctrl-D)."""
@@ -99,11 +101,7 @@ class Terminal:
         arrived: asyncio.Future[bytes] = loop.create_future()
 
         def read() -> None:  # a daemon thread: a pending read never holds up the process's exit
-            try:
-                data = sys.stdin.buffer.readline()
-            except (OSError, ValueError):
-                data = b""
-            loop.call_soon_threadsafe(_resolve, arrived, data)
+            loop.call_soon_threadsafe(_resolve, arrived, self._read_line())
 
         _write(prompt)
         self._prompt = prompt
@@ -121,6 +119,21 @@ class Terminal:
         except UnicodeDecodeError:
             print_error("that line is not valid UTF-8; type it again.")
             return ""
+
+    def _read_line(self) -> bytes:
+        """One line from file descriptor 0, b"" at its end. Not sys.stdin: a read still waiting when the
+        process exits (Ctrl-C at a prompt) would hold its buffer's lock, and Python aborts on that."""
+        while b"\n" not in self._unread:
+            try:
+                chunk = os.read(0, 4096)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                line, self._unread = self._unread, b""
+                return line
+            self._unread += chunk
+        line, _, self._unread = self._unread.partition(b"\n")
+        return line + b"\n"
 
     def on_interrupt(self) -> None:
         if self.reply is not None and not self.reply.done():

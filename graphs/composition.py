@@ -4,30 +4,49 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
 from langgraph.graph import StateGraph
 
 from checkpoint.compaction import compact_thread
 from checkpoint.passage_vectors import EmbeddingArchive
 from checkpoint.persistence import Pool, open_pool
 from checkpoint.recall import TranscriptRecall
-from checkpoint.transcript import TranscriptArchive, open_transcript
-from graphs.assistants import AssistantRegistry, load_assistants
-from graphs.conversation import build_graph
+from checkpoint.transcript import TranscriptArchive, open_transcript, search_transcript
+from graphs.assistants import AssistantFile, AssistantRegistry, load_assistants
+from graphs.conversation import build_graph, utc_now
 from graphs.database import database_url
 from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
+from graphs.tool_specs import load_tool
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
 from nodes.errors import ConfigError, InvalidInput
+from nodes.memory_tools import (
+    BUILTIN_TOOLS,
+    ConversationSearch,
+    Passage,
+    make_memory_tools,
+    select_builtin_tools,
+)
 from nodes.reduce_history import Compact
 from nodes.state import Context, State
+from nodes.tool_loop import ToolLike
 
-__all__ = ["GraphParts", "assistant_models", "compactor", "open_assistants", "open_graph_parts"]
+__all__ = [
+    "GraphParts",
+    "assistant_models",
+    "assistant_tools",
+    "builtin_tools",
+    "compactor",
+    "open_assistants",
+    "open_graph_parts",
+    "transcript_search",
+]
 
 _log = logging.getLogger("convomem.assistants")
 
@@ -73,6 +92,44 @@ def assistant_models(settings: Settings, registry: AssistantRegistry) -> dict[st
     return {name: shared_chat_model(settings.model_copy(update={"model": m})) for name, m in named.items()}
 
 
+def assistant_tools(
+    registry: AssistantRegistry, search: ConversationSearch | None
+) -> dict[str, list[BaseTool]]:
+    """The tools of each assistant that names its own (built-in names, `package.module:attribute`);
+    an assistant without `tools` gets the process's."""
+    builtins = {t.name: t for t in make_memory_tools(search=search, clock=utc_now, names=BUILTIN_TOOLS)}
+    return {
+        name: resolve_tools(assistant, builtins)
+        for name, assistant in registry.assistants.items()
+        if assistant.tools is not None
+    }
+
+
+def resolve_tools(assistant: AssistantFile, builtins: Mapping[str, BaseTool]) -> list[BaseTool]:
+    """An assistant's tool names as tools (the file's names were checked when it was read)."""
+    return [builtins[spec] if spec in builtins else load_tool(spec) for spec in assistant.tools or ()]
+
+
+def transcript_search(pool: Pool, language: str) -> ConversationSearch:
+    """search_conversations' search: the transcript's full-text search, one user at a time."""
+
+    async def search(query: str, *, user_id: str, thread_id: str | None, limit: int) -> list[Passage]:
+        hits = await search_transcript(
+            pool, query, language=language, user_id=user_id, thread_id=thread_id, limit=limit
+        )
+        return [Passage(h.thread_id, h.role, h.created_at.isoformat(), h.snippet) for h in hits]
+
+    return search
+
+
+def builtin_tools(settings: Settings, search: ConversationSearch | None, *, local: bool) -> list[ToolLike]:
+    """The built-in memory tools CONVOMEM_TOOLS selects; "auto" is all of them, except on the embedded
+    model, which cannot call tools reliably (it answers without)."""
+    selection = "none" if settings.tools.strip() == "auto" and local else settings.tools
+    chosen = select_builtin_tools("all" if selection.strip() == "auto" else selection)
+    return list(make_memory_tools(search=search, clock=utc_now, names=chosen))
+
+
 @asynccontextmanager
 async def open_graph_parts(
     settings: Settings,
@@ -80,15 +137,18 @@ async def open_graph_parts(
     pool: Pool | None = None,
     model: BaseChatModel | None = None,
     max_connections: int = 4,
+    tools: Sequence[ToolLike] = (),
 ) -> AsyncIterator[GraphParts]:
-    """Configuration, model, transcript archive and compaction, wired into one builder.
+    """Configuration, model, transcript archive, compaction and tools, wired into one builder.
 
     `pool` is the database the graph's own writes go to (transcript, compaction, undoing a failed run);
     without one, a small pool of `max_connections` is opened for as long as the parts are used.
+    `tools` (LangChain tools or documented functions) are offered to the model after the built-in
+    memory tools that CONVOMEM_TOOLS selects.
     """
+    local = model is None and settings.uses_local_model
     # The embedded model's defaults (extraction method, recognizer, reply penalty) only when it is the one
     # used: a `model` handed in (tests, benchmarks) or a configured server gets the remote defaults.
-    local = model is None and settings.uses_local_model
     config = for_model(graph_config(settings), local=local)
     assistants = await asyncio.to_thread(open_assistants, settings)  # reads files: off the event loop
     async with AsyncExitStack() as stack:
@@ -100,6 +160,7 @@ async def open_graph_parts(
         required = settings.entity_recognizer == "spacy"  # asked for, not the embedded model's default
         recognizer = await asyncio.to_thread(shared_recognizer, config.entity_recognizer, required=required)
         embeddings = embedding_model(settings)  # hybrid recall: passages embedded when archived
+        search = transcript_search(pool, archive.language)
         builder = build_graph(
             config,
             chat_model,
@@ -107,9 +168,11 @@ async def open_graph_parts(
             compact=compactor(pool, keep_recent_runs=config.step_history_turns),
             recognizer=recognizer,
             passages=TranscriptRecall(pool, archive.language, embeddings),
+            tools=[*builtin_tools(settings, search, local=local), *tools],
             assistants=assistants,
             # A model handed in (tests, benchmarks) answers for every assistant.
             assistant_models={} if model is not None else assistant_models(settings, assistants),
+            assistant_tools=assistant_tools(assistants, search),
             schema_style="json_object" if local else "json_schema",
         )
         rules = TurnRules(config, pool, assistants=assistants, default_assistant=settings.assistant)

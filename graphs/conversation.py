@@ -1,14 +1,15 @@
-"""The conversation graph: load_memory → respond → (extract_entities ∥ summarize) → reduce_history."""
+"""The conversation graph: load_memory → respond ⇄ tools → (extract_entities ∥ summarize) → reduce_history."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.base import BaseStore
@@ -28,10 +29,21 @@ from nodes.reply_schema import SchemaStyle
 from nodes.respond import make_respond
 from nodes.state import Clock, Context, Node, State
 from nodes.summarize import make_summarize
+from nodes.tool_loop import MEMORY_NODES, ToolLike, as_tools, make_tool_node, route_after_respond
 
-__all__ = ["NODES", "build_graph", "compile_graph", "model_retry_policy", "server_graph", "utc_now"]
+__all__ = [
+    "NODES",
+    "TOOL_NODE",
+    "build_graph",
+    "compile_graph",
+    "model_retry_policy",
+    "server_graph",
+    "utc_now",
+]
 
 NODES = ("load_memory", "respond", "extract_entities", "summarize", "reduce_history")
+"""The nodes of every turn; a graph given tools also has TOOL_NODE."""
+TOOL_NODE = "tools"
 SERVER_CONNECTIONS = 4
 """The server graph's own pool: transcript archive, compaction and undoing failed runs."""
 
@@ -42,6 +54,7 @@ class _Variant(NamedTuple):
     config: GraphConfig
     model: BaseChatModel
     schema: Mapping[str, Any] | None
+    tools: list[BaseTool]
 
 
 def utc_now() -> datetime:
@@ -70,8 +83,10 @@ def build_graph(
     clock: Clock = utc_now,
     recognizer: Recognizer | None = None,
     passages: PassageSearch | None = None,
+    tools: Sequence[ToolLike] = (),
     assistants: AssistantRegistry | None = None,
     assistant_models: Mapping[str, BaseChatModel] | None = None,
+    assistant_tools: Mapping[str, Sequence[ToolLike]] | None = None,
     schema_style: SchemaStyle = "json_schema",
 ) -> StateGraph[State, Context, State, State]:
     """The uncompiled builder, configured once; callers compile it with compile_graph.
@@ -82,18 +97,26 @@ def build_graph(
     extraction's offline first pass (config.entity_recognizer says whether the composition root made one).
     `passages` searches the user's other conversations (checkpoint.recall.TranscriptRecall) for
     load_memory; without one, memory holds no passages.
+    `tools` (LangChain tools or documented functions) make respond ⇄ tools a loop of at most
+    `config.tool_rounds` rounds; without any the graph is respond → memory nodes, as before tools.
 
     `assistants` each get their own load_memory, respond, extract_entities and summarize, built from the
-    configuration with the assistant's overrides (and its model from `assistant_models`, its response
-    schema sent as `schema_style`); the run's `context.assistant` picks them (nodes.per_assistant).
+    configuration with the assistant's overrides (its model from `assistant_models`, its tools from
+    `assistant_tools` else `tools`, its response schema sent as `schema_style`); the run's
+    `context.assistant` picks them (nodes.per_assistant). The tools node runs every assistant's tools.
     """
     memory_model = memory_model or model
     attempts = config.model_retries
     semantic = config.semantic_memory
-    variants: dict[str | None, _Variant] = {None: _Variant(config, model, None)}
+    callable_tools = as_tools(tools)
+    variants: dict[str | None, _Variant] = {None: _Variant(config, model, None, callable_tools)}
     for name, assistant in (assistants.assistants if assistants else {}).items():
         chat = (assistant_models or {}).get(name, model)
-        variants[name] = _Variant(assistant.graph_config(config), chat, assistant.response_schema)
+        own = (assistant_tools or {}).get(name)
+        chosen = callable_tools if own is None else as_tools(own)
+        variant_config = assistant.graph_config(config, tool_names=[t.name for t in chosen])
+        variants[name] = _Variant(variant_config, chat, assistant.response_schema, chosen)
+    every_tool = list({t.name: t for v in variants.values() for t in v.tools}.values())
 
     def each(make: Callable[[_Variant], Node]) -> Node:
         return per_assistant({name: make(variant) for name, variant in variants.items()})
@@ -112,7 +135,9 @@ def build_graph(
     )
     builder.add_node("load_memory", load)
     respond = each(
-        lambda v: make_respond(v.model, v.config, response_schema=v.schema, schema_style=schema_style)
+        lambda v: make_respond(
+            v.model, v.config, v.tools, response_schema=v.schema, schema_style=schema_style
+        )
     )
     builder.add_node("respond", respond, retry_policy=model_retry_policy(attempts))
     # Memory nodes retry inside and never fail a turn; only respond's failure undoes the turn.
@@ -140,8 +165,14 @@ def build_graph(
     builder.add_node("reduce_history", reduce)
     builder.add_edge(START, "load_memory")
     builder.add_edge("load_memory", "respond")
-    builder.add_edge("respond", "extract_entities")
-    builder.add_edge("respond", "summarize")
+    if every_tool:
+        tool_node = make_tool_node(every_tool, timeout_seconds=config.tool_timeout_seconds)
+        builder.add_node(TOOL_NODE, tool_node)
+        builder.add_conditional_edges("respond", route_after_respond, [TOOL_NODE, "respond", *MEMORY_NODES])
+        builder.add_edge(TOOL_NODE, "respond")
+    else:
+        builder.add_edge("respond", "extract_entities")
+        builder.add_edge("respond", "summarize")
     builder.add_edge(["extract_entities", "summarize"], "reduce_history")
     builder.add_edge("reduce_history", END)
     return builder
@@ -177,11 +208,14 @@ async def server_graph() -> TurnGraph:
     async with _building:
         if not _served:
             from graphs.composition import open_graph_parts
+            from graphs.logs import configure_logging
             from graphs.settings import Settings
 
+            settings = Settings()
+            configure_logging(settings.log_level or "warning", settings.log_format)
             try:
                 parts = await _serving.enter_async_context(
-                    open_graph_parts(Settings(), max_connections=SERVER_CONNECTIONS)
+                    open_graph_parts(settings, max_connections=SERVER_CONNECTIONS)
                 )
             except BaseException:
                 await _serving.aclose()

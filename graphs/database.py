@@ -32,10 +32,13 @@ async def open_database(settings: Settings, *, setup: bool = True) -> AsyncItera
     """Pool, checkpointer and store (with the configured encryption key and, when an embedding model is
     configured, a pgvector index); `setup` runs all migrations."""
     from checkpoint.persistence import open_persistence
-    from graphs.models import embedding_index
 
     url = await database_url(settings)
-    index = embedding_index(settings)
+    index = None
+    if settings.embedding_model:  # the model clients load only when used (a listing answers sooner)
+        from graphs.models import embedding_index
+
+        index = embedding_index(settings)
     async with open_persistence(
         url, setup=setup, encryption_key=settings.encryption_key, index=index
     ) as persistence:

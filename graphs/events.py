@@ -1,11 +1,20 @@
-"""What a turn tells its caller: reply tokens as they stream, then how the run ended."""
+"""What a turn tells its caller: reply tokens as they stream, the tools called, then how the run ended."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CheckpointInfo", "PendingInterrupt", "ReplyDone", "ReplyToken", "TurnEnded", "TurnEvent"]
+__all__ = [
+    "CheckpointInfo",
+    "PendingInterrupt",
+    "ReplyDone",
+    "ReplyToken",
+    "ToolCall",
+    "ToolResult",
+    "TurnEnded",
+    "TurnEvent",
+]
 
 
 @dataclass(frozen=True)
@@ -13,6 +22,25 @@ class ReplyToken:
     """A piece of the assistant's reply as it streams."""
 
     text: str
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """The model asked for a tool (its call is saved; the result follows as ToolResult with the same id)."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What a tool returned to the model; `error` when it failed, timed out, or was unknown or misused."""
+
+    id: str
+    name: str
+    content: str
+    error: bool
 
 
 @dataclass(frozen=True)
@@ -41,7 +69,7 @@ class TurnEnded:
     checkpoint_id: str | None
 
 
-TurnEvent = ReplyToken | ReplyDone | TurnEnded
+TurnEvent = ReplyToken | ToolCall | ToolResult | ReplyDone | TurnEnded
 
 
 @dataclass(frozen=True)

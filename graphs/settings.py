@@ -10,6 +10,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from checkpoint.ids import validate_user_id
+from graphs.logs import LogFormat, LogLevel
 from nodes.config import GraphConfig, TurnSettings
 from nodes.errors import InvalidInput
 
@@ -68,6 +69,12 @@ class Settings(TurnSettings, BaseSettings):
     )
     embedding_dims: int = Field(default=1536, ge=1, le=16000)
     durability: Durability = "sync"
+    log_level: LogLevel | None = Field(
+        default=None,
+        description="convomem's log level; unset: the CLI and server log warnings, the Python API leaves "
+        "logging to the application.",
+    )
+    log_format: LogFormat = Field(default="text", description="text, or json: one object per line.")
     transcript_language: str = Field(
         default="english",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
@@ -84,6 +91,11 @@ class Settings(TurnSettings, BaseSettings):
     assistant: str | None = Field(
         default=None,
         description="The assistant of runs that name none on threads that have none; unset: these settings.",
+    )
+    tools: str = Field(
+        default="auto",
+        description="Built-in memory tools respond may call: all, none, or a comma list "
+        "(search_conversations, recall_entity, remember, forget); auto: all, except on the embedded model.",
     )
     api_tokens: SecretStr | None = Field(
         default=None,

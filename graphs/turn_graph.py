@@ -43,6 +43,7 @@ from nodes.errors import (
     NothingToResume,
 )
 from nodes.extract_entities import check_review_answer
+from nodes.memory_tools import check_forget_answer
 from nodes.state import Context, State
 
 __all__ = ["PlannedRun", "TurnGraph", "TurnRules", "as_user_facing", "unfinished"]
@@ -122,6 +123,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
             if not snapshot.interrupts:
                 raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
             check_review_answer(snapshot.interrupts, checked.resume)
+            check_forget_answer(snapshot.interrupts, checked.resume)
         elif checked.kind == "continue" and checkpoint_id is None:
             if not unfinished(await self.aget_state(_thread_config(thread_id))):
                 raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")

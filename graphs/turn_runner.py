@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from dataclasses import dataclass
 from typing import Any, cast
 
-from langchain_core.messages import AIMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk, ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.types import StateSnapshot
 
@@ -21,13 +21,13 @@ from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, hold_thread
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.persistence import Pool
 from checkpoint.threads import RunHead, discard_run, read_run_head
-from graphs.events import PendingInterrupt, ReplyDone, ReplyToken, TurnEnded, TurnEvent
+from graphs.events import PendingInterrupt, ReplyDone, ReplyToken, ToolCall, ToolResult, TurnEnded, TurnEvent
 from graphs.settings import Durability
 from graphs.turn_graph import TurnGraph
 from nodes.errors import RunCancelled
 from nodes.state import Context
 
-__all__ = ["RunPlan", "TurnRunner", "interrupts_of", "thread_config"]
+__all__ = ["RunPlan", "TurnRunner", "interrupts_of", "thread_config", "tool_events"]
 
 _log = logging.getLogger("convomem.turn")
 
@@ -89,6 +89,21 @@ def _is_reply_token(chunk: Any, metadata: Any) -> bool:
     )
 
 
+def tool_events(update: Any) -> list[ToolCall | ToolResult]:
+    """The tool calls respond made and the results the tools node returned, from one "updates" chunk
+    ({node: {"messages": [...]}}); nothing else."""
+    events: list[ToolCall | ToolResult] = []
+    for node, values in (update or {}).items() if isinstance(update, dict) else ():
+        messages = values.get("messages") if isinstance(values, dict) else None
+        for message in messages or ():
+            if node == "respond" and isinstance(message, AIMessage):
+                events += [ToolCall(c["id"] or "", c["name"], dict(c["args"])) for c in message.tool_calls]
+            elif isinstance(message, ToolMessage):
+                error = message.status == "error"
+                events.append(ToolResult(message.tool_call_id, message.name or "", str(message.text), error))
+    return events
+
+
 class TurnRunner:
     """Runs planned turns on one graph: lock, stream, undo on a rollback, the final event."""
 
@@ -137,7 +152,7 @@ class TurnRunner:
             run.graph_input,
             run_config,
             context=run.context,
-            stream_mode=["messages", "checkpoints"],
+            stream_mode=["messages", "updates", "checkpoints"],
             durability=run.durability or self.durability,
             interrupt_before=list(run.interrupt_before) or None,
             interrupt_after=list(run.interrupt_after) or None,
@@ -147,6 +162,9 @@ class TurnRunner:
         ):
             if mode == "messages" and _is_reply_token(*payload):
                 yield ReplyToken(cast(AIMessageChunk, payload[0]).text)
+            elif mode == "updates":
+                for event in tool_events(payload):
+                    yield event
             elif announce and _is_reply_saved((mode, payload)):
                 announce = False
                 yield ReplyDone()

@@ -71,6 +71,21 @@ class TurnSettings(BaseModel):
         description="Turns whose every step checkpoint is kept; older turns keep their last.",
     )
     compact_every: int = Field(default=10, ge=0, description="Compact a thread every N turns; 0: never.")
+    tool_rounds: int = Field(
+        default=4,
+        ge=0,
+        le=20,
+        description="Tool rounds respond may run a turn; then the model answers without tools. 0: no tools.",
+    )
+    tool_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="A tool call still running after this is stopped (error)."
+    )
+    tool_choice: str = Field(
+        default="auto",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$",
+        description="auto: the model decides; a tool's name: the turn's first round calls it (grammar-"
+        "constrained on llama.cpp, so a small model still calls it well), later rounds decide freely.",
+    )
 
     @field_validator("instructions", mode="before")
     @classmethod

@@ -12,12 +12,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 import openai
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatResult
 from langchain_core.runnables import Runnable
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
@@ -29,6 +34,7 @@ __all__ = [
     "LOCAL_MODEL_NAME",
     "LegacyMaxTokensChatOpenAI",
     "LocalModelServer",
+    "NoModel",
     "find_local_model_file",
     "is_transient_model_error",
     "make_chat_model",
@@ -105,10 +111,15 @@ def with_transient_retry(runnable: Runnable[Any, Any], max_attempts: int) -> Run
 
 
 def is_transient_model_error(error: Exception) -> bool:
-    """Errors worth a retry: connection trouble, timeouts, 429 and 5xx."""
-    if isinstance(error, openai.APIConnectionError | openai.RateLimitError | httpx.TransportError):
-        return True
-    return isinstance(error, openai.APIStatusError) and error.status_code >= 500
+    """Errors worth a retry: connection trouble, timeouts, 429 and 5xx (each logged at debug level)."""
+    transient = isinstance(
+        error, openai.APIConnectionError | openai.RateLimitError | httpx.TransportError
+    ) or (isinstance(error, openai.APIStatusError) and error.status_code >= 500)
+    if transient:
+        _log.debug(
+            "transient model error, retried while attempts remain: %s: %s", type(error).__name__, error
+        )
+    return transient
 
 
 def find_local_model_file() -> Path:
@@ -212,3 +223,25 @@ class LocalModelServer:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class NoModel(BaseChatModel):
+    """The model of a graph opened only to read threads (history, transcript, pending): reading state
+    needs the graph's shape, not a model, so none is started; a call is a bug, reported as one."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "none"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, AIMessage]:
+        """Nodes bind their tools when the graph is built; the binding is never called either."""
+        return self
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise ConfigError("This command reads threads only; it has no model to call.")

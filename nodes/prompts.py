@@ -12,6 +12,8 @@ __all__ = [
     "SCHEMA_REPAIR_REQUEST",
     "SUMMARY_HEADER",
     "SUMMARY_SYSTEM",
+    "TOOLS_EXHAUSTED",
+    "TOOLS_GAVE_UP",
 ]
 
 DEFAULT_INSTRUCTIONS = (
@@ -62,3 +64,11 @@ SCHEMA_REPAIR_REQUEST = (
     "Your previous reply does not match the required JSON schema: {error}. Reply again with only a JSON "
     "value that matches the schema exactly."
 )
+TOOLS_EXHAUSTED = (
+    "You have used every tool call this turn allows: answer the user now with what the tools returned, "
+    "without calling a tool."
+)
+"""Added to respond's instructions for the turn's last model call, made without tools."""
+
+TOOLS_GAVE_UP = "I could not finish this with my tools within this turn; please ask again more specifically."
+"""The reply when the model's last call, made without tools, still only tried to call one."""

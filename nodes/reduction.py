@@ -25,12 +25,12 @@ def allowed_cuts(messages: Sequence[AnyMessage]) -> list[int]:
     first_without_id = next(
         (i for i, m in enumerate(messages) if not m.id and not isinstance(m, SystemMessage)), len(messages)
     )
-    called_at = {
-        call["id"]: i
+    called_at = {  # malformed calls count too: respond answers them with an error tool message
+        call_id: i
         for i, m in enumerate(messages)
         if isinstance(m, AIMessage)
-        for call in m.tool_calls
-        if call["id"]
+        for call_id in [c["id"] for c in m.tool_calls] + [c.get("id") for c in m.invalid_tool_calls]
+        if call_id
     }
     inside_a_call: set[int] = set()
     for j, m in enumerate(messages):

@@ -59,14 +59,19 @@ def schema_error(text: str, validator: jsonschema_rs.Validator) -> str | None:
 
 
 async def schema_reply(
-    replier: Runnable[list[AnyMessage], Any], prompt: list[AnyMessage], validator: jsonschema_rs.Validator
+    replier: Runnable[list[AnyMessage], Any],
+    prompt: list[AnyMessage],
+    validator: jsonschema_rs.Validator,
+    reply: AIMessage | None = None,
 ) -> AIMessage:
-    """The model's reply when it matches the schema; else the validation error goes back to the model
-    once, and a reply still not matching raises ReplyNotValid (the turn is undone like any failed reply)."""
-    reply = await replier.ainvoke(prompt)
+    """The model's reply (`reply`, when it already came) when it matches the schema; else the validation
+    error goes back to the model once, and a reply still not matching raises ReplyNotValid (the turn is
+    undone like any failed reply)."""
+    if reply is None:
+        reply = await replier.ainvoke(prompt)
     error = schema_error(str(reply.text), validator)
     if error is None:
-        return reply  # type: ignore[no-any-return]
+        return reply
     request = HumanMessage(content=SCHEMA_REPAIR_REQUEST.format(error=error))
     repaired = await replier.ainvoke([*prompt, reply, request])
     error = schema_error(str(repaired.text), validator)

@@ -9,11 +9,21 @@ from typing import Annotated, Any, NotRequired, Protocol, TypedDict
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langgraph.graph.message import add_messages
-from langgraph.runtime import Runtime
+from langgraph.runtime import Runtime, ServerInfo
 
 from nodes.config import DEFAULT_USER_ID
 
-__all__ = ["Clock", "Context", "Node", "State", "Update", "authenticated_user", "memory_user", "newest_human"]
+__all__ = [
+    "Clock",
+    "Context",
+    "Node",
+    "RunView",
+    "State",
+    "Update",
+    "authenticated_user",
+    "memory_user",
+    "newest_human",
+]
 
 
 class State(TypedDict):
@@ -71,7 +81,17 @@ def newest_human(messages: list[AnyMessage]) -> HumanMessage | None:
     return next((m for m in reversed(messages) if isinstance(m, HumanMessage)), None)
 
 
-def authenticated_user(runtime: Runtime[Context]) -> str | None:
+class RunView(Protocol):
+    """What both a node's Runtime and a tool's ToolRuntime tell about the run."""
+
+    @property
+    def context(self) -> Context: ...
+
+    @property
+    def server_info(self) -> ServerInfo | None: ...
+
+
+def authenticated_user(runtime: RunView) -> str | None:
     """The caller LangGraph Server authenticated by token (graphs/auth.py): whose memory every node uses,
     whatever the state or context says. None outside the server and for its trusted local user."""
     user = runtime.server_info.user if runtime.server_info is not None else None
@@ -80,7 +100,7 @@ def authenticated_user(runtime: Runtime[Context]) -> str | None:
     return str(user.identity)
 
 
-def memory_user(state: State, runtime: Runtime[Context]) -> str:
+def memory_user(state: State, runtime: RunView) -> str:
     """Whose memory a node reads and writes: the authenticated caller, else the user who started the
     turn (kept in state so a resume without context stays theirs), else the run's context.
 

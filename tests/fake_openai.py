@@ -14,13 +14,19 @@ Endpoints
                                   ``embed``. Recorded as kind ``embed``.
 
 Each chat request is classified into a *kind*:
-    ``extract``    the request has ``tools``; the reply is one call of the first tool.
+    ``extract``    the request has ``tools`` and forces a call (``tool_choice`` names a function or is
+                   ``required``); the reply is one call of the first tool.
     ``summarize``  the first system message starts with ``nodes.prompts.SUMMARY_SYSTEM``; the reply is
                    ``"SUMMARY: "`` + all later non-system message contents, whitespace-collapsed,
                    truncated to 400 characters.
     ``respond``    anything else; the reply is ``"Noted: "`` + the first 60 characters of the last
-                   user message. With a ``response_format`` carrying a JSON Schema (OpenAI's
-                   ``json_schema``, or llama.cpp's ``json_object`` + ``schema``) the reply is the
+                   user message. When the request offers ``tools`` (the model may call them):
+                   * the last message is the user's and holds ``[call NAME {json args}]`` markers: the
+                     reply calls those tools, all at once, in order (ids ``call_<n>``), and has no text;
+                   * the last message is a tool result: the reply is ``"Tool said: "`` + the first 60
+                     characters of that result (whitespace collapsed).
+                   With a ``response_format`` carrying a JSON Schema (OpenAI's ``json_schema``,
+                   or llama.cpp's ``json_object`` + ``schema``) and no tool call, the reply is the
                    schema's first instance (``schema_instance``), unless a user message says
                    ``OFF-SCHEMA`` (the reply is ``{}``) or ``OFF-SCHEMA-ONCE`` (``{}``, then after
                    the repair request, ``nodes.prompts.SCHEMA_REPAIR_REQUEST``, the instance).
@@ -143,9 +149,17 @@ def _last_user_text(body: Json) -> str:
     return _text(users[-1].get("content")) if users else ""
 
 
+_CALL_MARKER = re.compile(r"\[call (\w+)(?: (\{.*?\}))?\]")
+
+
+def _forces_a_call(body: Json) -> bool:
+    choice = body.get("tool_choice")
+    return isinstance(choice, dict) or choice in ("required", "any")
+
+
 def classify(body: Json) -> str:
     """Return the kind of a chat request: ``extract``, ``summarize`` or ``respond``."""
-    if body.get("tools"):
+    if body.get("tools") and _forces_a_call(body):
         return "extract"
     system = next((m for m in _messages(body) if _is_system(m)), None)
     if system is not None and _text(system.get("content")).startswith(SUMMARY_SYSTEM):
@@ -280,6 +294,16 @@ def _schema_reply(schema: Json, body: Json) -> str:
     return json.dumps(schema_instance(schema, said[:60]))
 
 
+def respond_calls(body: Json) -> list[tuple[str, str]]:
+    """(name, JSON arguments) of the tools a respond request's reply calls (module docstring)."""
+    messages = _messages(body)
+    if not body.get("tools") or not messages or messages[-1].get("role") != "user":
+        return []
+    return [
+        (m.group(1), m.group(2) or "{}") for m in _CALL_MARKER.finditer(_text(messages[-1].get("content")))
+    ]
+
+
 def _reply_text(kind: str, body: Json) -> str:
     if kind == "respond" and (schema := _response_schema(body)) is not None:
         return _schema_reply(schema, body)
@@ -288,6 +312,9 @@ def _reply_text(kind: str, body: Json) -> str:
         rest = messages[1:] if messages and _is_system(messages[0]) else messages
         joined = " ".join(_text(m.get("content")) for m in rest if not _is_system(m))
         return "SUMMARY: " + " ".join(joined.split())[:400]
+    messages = _messages(body)
+    if body.get("tools") and messages and messages[-1].get("role") == "tool":
+        return "Tool said: " + " ".join(_text(messages[-1].get("content")).split())[:60]
     return "Noted: " + _last_user_text(body)[:60]
 
 
@@ -552,19 +579,20 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, kind: str, body: Json, scripted: str | None) -> None:
         model = str(body.get("model") or MODEL)
         prompt_chars = sum(len(_text(m.get("content"))) for m in _messages(body))
-        tool_call: Json | None = None
+        wanted = respond_calls(body) if kind == "respond" else []
         if kind == "extract":
             arguments = scripted if scripted is not None else _extraction_arguments(body)
-            tool_call = {
+            wanted = [(_tool_name(body), arguments)]
+        tool_calls: list[Json] = [
+            {
                 "id": f"call_{self.fake._next_id()}",
                 "type": "function",
-                "function": {"name": _tool_name(body), "arguments": arguments},
+                "function": {"name": n, "arguments": a},
             }
-            text = ""
-            completion_chars = len(arguments)
-        else:
-            text = _reply_text(kind, body)
-            completion_chars = len(text)
+            for n, a in wanted
+        ]
+        text = "" if tool_calls else _reply_text(kind, body)
+        completion_chars = len(text) + sum(len(a) for _, a in wanted)
         usage = {
             "prompt_tokens": prompt_chars // 4,
             "completion_tokens": completion_chars // 4,
@@ -573,27 +601,27 @@ class _Handler(BaseHTTPRequestHandler):
         base = {"id": self.fake._next_id(), "created": int(time.time()), "model": model}
         if body.get("stream"):
             options = body.get("stream_options") or {}
-            self._stream(base, text, tool_call, usage if options.get("include_usage") else None)
+            self._stream(base, text, tool_calls, usage if options.get("include_usage") else None)
             return
-        message: Json = {"role": "assistant", "content": text if tool_call is None else None}
-        if tool_call is not None:
-            message["tool_calls"] = [tool_call]
+        message: Json = {"role": "assistant", "content": None if tool_calls else text}
+        if tool_calls:
+            message["tool_calls"] = tool_calls
         choice = {
             "index": 0,
             "message": message,
-            "finish_reason": "stop" if tool_call is None else "tool_calls",
+            "finish_reason": "tool_calls" if tool_calls else "stop",
             "logprobs": None,
         }
         self._send_json(200, {**base, "object": "chat.completion", "choices": [choice], "usage": usage})
 
-    def _stream(self, base: Json, text: str, tool_call: Json | None, usage: Json | None) -> None:
+    def _stream(self, base: Json, text: str, tool_calls: list[Json], usage: Json | None) -> None:
         self.close_connection = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Connection", "close")
         self.end_headers()
-        for delta, finish in _deltas(text, tool_call):
+        for delta, finish in _deltas(text, tool_calls):
             choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
             chunk: Json = {**base, "object": "chat.completion.chunk", "choices": [choice]}
             if usage is not None:
@@ -610,26 +638,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
-def _deltas(text: str, tool_call: Json | None) -> Iterator[tuple[Json, str | None]]:
-    """The (delta, finish_reason) sequence of a streamed answer."""
-    if tool_call is None:
+def _deltas(text: str, tool_calls: list[Json]) -> Iterator[tuple[Json, str | None]]:
+    """The (delta, finish_reason) sequence of a streamed answer: text word by word, or each tool call's
+    head and then its arguments in 16-character pieces."""
+    if not tool_calls:
         yield {"role": "assistant", "content": ""}, None
         for word in re.findall(r"\s*\S+", text):
             yield {"content": word}, None
         yield {}, "stop"
         return
-    function = tool_call["function"]
-    head = {
-        "index": 0,
-        "id": tool_call["id"],
-        "type": "function",
-        "function": {"name": function["name"], "arguments": ""},
-    }
-    yield {"role": "assistant", "content": None, "tool_calls": [head]}, None
-    arguments: str = function["arguments"]
-    for start in range(0, len(arguments), 16):
-        part = {"index": 0, "function": {"arguments": arguments[start : start + 16]}}
-        yield {"tool_calls": [part]}, None
+    yield {"role": "assistant", "content": None}, None
+    for index, tool_call in enumerate(tool_calls):
+        function = tool_call["function"]
+        head = {
+            "index": index,
+            "id": tool_call["id"],
+            "type": "function",
+            "function": {"name": function["name"], "arguments": ""},
+        }
+        yield {"tool_calls": [head]}, None
+        arguments: str = function["arguments"]
+        for start in range(0, len(arguments), 16):
+            part = {"index": index, "function": {"arguments": arguments[start : start + 16]}}
+            yield {"tool_calls": [part]}, None
     yield {}, "tool_calls"
 
 

@@ -11,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from typer.core import TyperGroup
 
+from graphs.cli import app
 from graphs.conversation import NODES
 from graphs.settings import Settings
 from tests.e2e.cli_support import (
@@ -228,11 +231,14 @@ COMMANDS = [
     (),
     ("chat",),
     ("resume",),
+    ("pending",),
     ("threads",),
     ("history",),
     ("replay",),
     ("fork",),
     ("entities",),
+    ("entity",),
+    ("profile",),
     ("search",),
     ("transcript",),
     ("stats",),
@@ -242,7 +248,28 @@ COMMANDS = [
     ("db", "setup"),
     ("db", "status"),
     ("db", "stop"),
+    ("db", "prune"),
+    ("db", "compact"),
+    ("model",),
+    ("model", "status"),
+    ("model", "stop"),
 ]
+
+
+def command_paths(group: TyperGroup, prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
+    paths = {prefix}
+    for name, command in group.commands.items():
+        if isinstance(command, TyperGroup):
+            paths |= command_paths(command, (*prefix, name))
+        else:
+            paths.add((*prefix, name))
+    return paths
+
+
+def test_every_command_has_its_help_checked() -> None:
+    root = typer.main.get_command(app)
+    assert isinstance(root, TyperGroup)
+    assert command_paths(root) == set(COMMANDS)
 
 
 def test_help_of_every_command(cli: Cli) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from nodes.model_server import STATE_FILE
 from tests.e2e.cli_support import (
     Cli,
     assert_clean_error,
@@ -120,12 +121,26 @@ def test_replay_and_fork_take_a_unique_prefix(chatted: Chatted, tmp_path: Path) 
         ("replay", "--thread", "never-used", "--checkpoint", "1f"),
         ("fork", "--thread", "never-used", "--checkpoint", "1f", "--message", "hi"),
         ("history", "--thread", "never-used", "--json"),
+        ("resume", "--thread", "never-used"),
+        ("resume", "--thread", "never-used", "--value", "approve"),
+        ("pending", "--thread", "never-used"),
+        ("pending", "--thread", "never-used", "--json"),
     ],
-    ids=["history", "transcript", "replay", "fork", "history-json"],
+    ids=[
+        "history",
+        "transcript",
+        "replay",
+        "fork",
+        "history-json",
+        "resume",
+        "resume-value",
+        "pending",
+        "pending-json",
+    ],
 )
 def test_an_unknown_thread_is_an_error(chatted: Chatted, args: tuple[str, ...]) -> None:
     result = chatted.cli.run(*args)
-    assert "never-used" in assert_clean_error(result)
+    assert "No thread 'never-used'" in assert_clean_error(result)
     assert result.stdout == ""
     assert rows(chatted.url, "SELECT count(*) FROM checkpoints WHERE thread_id = 'never-used'") == [(0,)]
 
@@ -161,3 +176,22 @@ def test_a_validation_error_starts_no_postgres(tmp_path: Path, fake_model: FakeO
     ):
         assert_clean_error(cli.run(*args))
     assert not (tmp_path / "data" / "pgdata").exists(), "the embedded server was not started"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("history", "--thread", "t"),
+        ("transcript", "--thread", "t"),
+        ("pending", "--thread", "t"),
+        ("threads",),
+    ],
+    ids=["history", "transcript", "pending", "threads"],
+)
+def test_commands_that_read_threads_start_no_model(chatted: Chatted, args: tuple[str, ...]) -> None:
+    """With no model configured, the embedded one would be started (or, not installed, refused): reading
+    a thread does neither."""
+    local = {key: value for key, value in chatted.cli.env.items() if not key.startswith("OPENAI_")}
+    cli = Cli(env=local, cwd=chatted.cli.cwd)
+    assert_ok(cli.run(*args))
+    assert not (Path(local["CONVOMEM_DATA_DIR"]) / STATE_FILE).exists(), "a model server was started"

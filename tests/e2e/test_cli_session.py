@@ -4,8 +4,10 @@ session, memory work behind the prompt; and memory reviews answered only by what
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from checkpoint.embedded import start_embedded, stop_embedded
 from graphs.settings import Settings
 from tests.e2e.cli_support import Cli, assert_clean_error, assert_ok, entities, state, thread_rows, wait_until
 from tests.e2e.pty_support import CTRL_C, CTRL_D, Terminal
@@ -102,6 +104,13 @@ def test_review_answers_mean_what_they_say(cli: Cli, settings: Settings, databas
 
 def test_resume_at_a_terminal_asks_and_confirms(cli: Cli, settings: Settings) -> None:
     assert_ok(cli.run("chat", "--thread", "t", "--user", "u", "--review", "--message", ALICE))
+    with Terminal(cli, "resume", "--thread", "t") as term:  # Ctrl-C at the prompt leaves it pending
+        term.expect("numbers to keep.*: ")
+        term.send(CTRL_C)
+        term.expect("interrupted: the question stays pending")
+        assert term.wait() == 130
+    assert "Traceback" not in term.output
+    assert state(settings, "t").interrupts, "Ctrl-C answers nothing"
     with Terminal(cli, "resume", "--thread", "t") as term:
         term.expect("Memory review")
         term.expect("numbers to keep.*: ")
@@ -131,3 +140,32 @@ def test_a_review_in_the_session_takes_an_edited_list(cli: Cli, settings: Settin
         term.line("/quit")
         assert term.wait() == 0
     assert {r.value for r in entities(settings, "u")} == {"Ada Lovelace"}
+
+
+def test_a_database_error_keeps_the_session(
+    cli: Cli, settings: Settings, postgres_root: tuple[Path, str]
+) -> None:
+    data_dir, _ = postgres_root
+    with Terminal(cli, "chat", "--thread", "d", "--user", "u") as term:
+        term.expect(PROMPT)
+        term.line("before the outage")
+        term.expect("Noted: before the outage")
+        term.expect(PROMPT)
+        wait_until(lambda: not state(settings, "d").next, timeout=30, what="the first turn's memory work")
+        stop_embedded(data_dir)
+        try:
+            term.line("during the outage")
+            assert "Postgres" in term.expect("error: .*\n"), "one line naming the database"
+            term.expect(PROMPT)
+        finally:
+            start_embedded(data_dir)
+        term.line("after the outage")
+        term.expect("Noted: after the outage")
+        term.expect(PROMPT)
+        wait_until(lambda: not state(settings, "d").next, timeout=30, what="the last turn's memory work")
+        term.send(CTRL_D)
+        assert term.wait() == 0
+    assert "Traceback" not in term.output
+    assert humans(state(settings, "d")) == ["before the outage", "after the outage"], (
+        "the failed turn left nothing"
+    )

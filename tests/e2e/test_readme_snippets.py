@@ -68,13 +68,27 @@ def test_every_python_block_is_a_complete_program() -> None:
 
 def test_python_api_snippet(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> None:
     env = server_env(database_url, fake_model.base_url, tmp_path / "data")
-    output = run_snippet(the_snippet("open_convomem"), env, tmp_path)
+    output = run_snippet(the_snippet("cm.replay("), env, tmp_path)
 
     assert "next:" in output  # the end of the streamed turn was reported
     assert "LOC:lisbon" in entity_keys(database_url, "ada")
     threads = {row[0] for row in rows(database_url, "SELECT DISTINCT thread_id FROM checkpoints")}
     assert threads == {"thread-1", "thread-2"}
     assert branched_checkpoints(database_url, "thread-1"), "the replay did not branch thread-1"
+
+
+def test_tools_snippet(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> None:
+    """The fake model calls a tool only when told to with a marker the README would not show; what runs
+    as written is the program: the tool is offered to the model with its docstring, and the reply streams."""
+    env = server_env(database_url, fake_model.base_url, tmp_path / "data")
+    output = run_snippet(the_snippet("get_weather"), env, tmp_path)
+
+    assert "Noted: What is the weather in Oslo?" in output
+    offered = [
+        tool["function"] for request in fake_model.requests_of("respond") for tool in request.get("tools", [])
+    ]
+    weather = [tool for tool in offered if tool["name"] == "get_weather"]
+    assert weather and weather[0]["description"] == "Today's weather in a city."
 
 
 def test_langgraph_sdk_snippet(database_url: str, fake_model: FakeOpenAIServer, tmp_path: Path) -> None:

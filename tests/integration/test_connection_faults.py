@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 from checkpoint.embedded import start_embedded, stop_embedded
 from graphs.api import open_convomem
 from graphs.settings import Settings
+from nodes.errors import ConvomemError, DatabaseUnavailable, TooManyRuns
 from tests.fake_openai import FakeOpenAIServer
 
 
@@ -136,3 +138,29 @@ async def test_works_behind_pgbouncer_in_transaction_mode(
         assert len((await first.state("a")).values["messages"]) == 6
         assert {e.value for e in await second.entities()} >= {"Alice", "Bob"}
     assert message_count(database_url, "a") > 0
+
+
+async def test_a_stopped_server_is_reported_as_such_and_a_full_lock_pool_as_too_many_runs(
+    settings: Settings, postgres_root: tuple[Path, str], fake_model: FakeOpenAIServer
+) -> None:
+    """Both end in the lock pool's timeout; only one of them is the user's many turns."""
+    data_dir, _ = postgres_root
+    async with open_convomem(settings, max_concurrent_runs=1) as cm:
+        fake_model.set_delay("respond", 30)
+        first = asyncio.create_task(cm.send("a", "Hello, I am Alice."))
+        while not fake_model.requests_of("respond"):
+            await asyncio.sleep(0.05)
+        with pytest.raises(TooManyRuns, match="turns at once"):
+            await cm.send("b", "Another thread, while the only lock connection is taken.")
+        first.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConvomemError):
+            await first
+        fake_model.set_delay("respond", 0)
+        await asyncio.to_thread(stop_embedded, data_dir)
+        try:
+            with pytest.raises(DatabaseUnavailable, match="Cannot reach Postgres"):
+                await cm.send("c", "While the server is down.")
+        finally:
+            await asyncio.to_thread(start_embedded, data_dir)
+        end = await cm.send("c", "Back again.")
+        assert end.reply is not None

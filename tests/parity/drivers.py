@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from graphs.api import Convomem
+from graphs.api import Convomem, ToolCall, ToolResult
+from graphs.cli_render import tool_line
 from nodes.errors import ConvomemError, InvalidInput, NothingToResume, UnknownCheckpoint
 from tests.e2e.cli_support import Cli, CliResult, assert_clean_error, session_processes
 from tests.e2e.server_support import REPO
@@ -116,6 +117,11 @@ class Driver(Protocol):
     async def send(
         self, thread: str, text: str, user: str, *, review: bool = False, assistant: str | None = None
     ) -> Outcome: ...
+
+    async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
+        """send(), and the tool calls with their results as the path shows them, as the CLI's lines
+        (`⚙ name(arg="value") → first line of the result`)."""
+        ...
 
     async def resume(self, thread: str, value: str | None, user: str) -> Outcome: ...
 
@@ -216,6 +222,20 @@ class ApiDriver:
         chat = self.cm.chat(thread, text, user_id=user, review_memory=review or None, assistant=assistant)
         return await self._drain(chat)
 
+    async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
+        calls: dict[str, ToolCall] = {}
+        lines: list[str] = []
+
+        async def watched() -> AsyncIterator[Any]:
+            async for event in self.cm.chat(thread, text, user_id=user):
+                if isinstance(event, ToolCall):
+                    calls[event.id] = event
+                elif isinstance(event, ToolResult):
+                    lines.append(tool_line(calls.get(event.id), event).plain)
+                yield event
+
+        return await self._drain(watched()), lines
+
     async def resume(self, thread: str, value: str | None, user: str) -> Outcome:
         return await self._drain(self.cm.resume(thread, value, user_id=user))
 
@@ -294,6 +314,13 @@ class CliDriver:
     ) -> Outcome:
         flags = (["--review"] if review else []) + ([] if assistant is None else ["--assistant", assistant])
         return await self._run("chat", "-t", thread, "-u", user, *flags, "-m", "-", stdin=text)
+
+    async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
+        result = await asyncio.to_thread(
+            self.cli.run, "chat", "-t", thread, "-u", user, "-m", "-", input=text
+        )
+        lines = [line.rstrip() for line in result.stdout.splitlines() if line.startswith("⚙ ")]
+        return cli_outcome(result), lines
 
     async def resume(self, thread: str, value: str | None, user: str) -> Outcome:
         answer = [] if value is None else ["--value", value]

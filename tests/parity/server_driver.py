@@ -14,6 +14,8 @@ import httpx
 from langgraph_sdk import get_client
 from langgraph_sdk.client import LangGraphClient
 
+from graphs.cli_render import tool_line
+from graphs.events import ToolCall, ToolResult
 from tests.e2e.server_support import LangGraphDevServer
 from tests.parity.drivers import TURN_TIMEOUT, Outcome, Pending
 from tests.parity.probe import eventually
@@ -27,6 +29,25 @@ OPS_FILE = ".langgraph_ops.pckl"
 
 def user_says(text: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": text}]}
+
+
+def tool_lines(updates: list[Any]) -> list[str]:
+    """The CLI's tool lines for the calls and results in streamed updates (messages as JSON dicts)."""
+    calls: dict[str, ToolCall] = {}
+    lines: list[str] = []
+    for update in updates:
+        for node, values in update.items() if isinstance(update, dict) else ():
+            for message in (values or {}).get("messages") or [] if isinstance(values, dict) else []:
+                if node == "respond" and message.get("type") == "ai":
+                    for call in message.get("tool_calls") or []:
+                        calls[call["id"]] = ToolCall(call["id"], call["name"], call["args"])
+                elif message.get("type") == "tool":
+                    error = message.get("status") == "error"
+                    result = ToolResult(
+                        message["tool_call_id"], message.get("name") or "", message["content"], error
+                    )
+                    lines.append(tool_line(calls.get(result.id), result).plain)
+    return lines
 
 
 def http_outcome(error: httpx.HTTPStatusError) -> Outcome:
@@ -136,6 +157,23 @@ class ServerDriver:
         self, thread: str, text: str, user: str, *, review: bool = False, assistant: str | None = None
     ) -> Outcome:
         return await self.run(thread, input=user_says(text), context=self.context(user, review, assistant))
+
+    async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
+        """The run streamed (`stream_mode="updates"`), as a client shows tool traffic: respond's tool
+        calls and the tools node's results are in the graph's own updates."""
+        updates: list[Any] = []
+        async with self.client() as client:
+            try:
+                async for part in client.runs.stream(
+                    thread, GRAPH, input=user_says(text), context=self.context(user), stream_mode="updates"
+                ):
+                    if part.event == "error":
+                        return Outcome("failed", str(part.data), json.dumps(part.data, default=str)), []
+                    if part.event == "updates":
+                        updates.append(part.data)
+            except httpx.HTTPStatusError as error:
+                return http_outcome(error), []
+        return Outcome("ok"), tool_lines(updates)
 
     async def resume(self, thread: str, value: str | None, user: str) -> Outcome:
         """No value: continue an unfinished run (input None); a value answers the interrupt."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,8 +11,9 @@ from typing import Any
 import httpx
 import openai
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage
-from langchain_core.outputs import ChatResult
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, SystemMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.store.base import Op, Result
 from langgraph.store.memory import InMemoryStore
 from pydantic import Field
@@ -26,6 +29,7 @@ __all__ = [
     "CountingStore",
     "RecordingChatModel",
     "ScriptedModel",
+    "calls",
     "connection_error",
     "extraction",
     "fake",
@@ -52,6 +56,17 @@ def extraction(*entities: dict[str, Any], args: Any = None) -> AIMessage:
     return tool_call({"entities": list(entities)} if args is None else args)
 
 
+def calls(*named: tuple[str, dict[str, Any]], text: str = "", prefix: str = "t") -> AIMessage:
+    """A respond reply calling tools: (name, args) pairs, with ids `<prefix>1`, `<prefix>2`, ..."""
+    return AIMessage(
+        content=text,
+        tool_calls=[
+            {"name": name, "args": args, "id": f"{prefix}{n}", "type": "tool_call"}
+            for n, (name, args) in enumerate(named, 1)
+        ],
+    )
+
+
 def connection_error() -> openai.APIConnectionError:
     """A transient model error, as the openai client raises it when the server is unreachable."""
     return openai.APIConnectionError(request=httpx.Request("POST", "http://x"))
@@ -64,17 +79,61 @@ def ticking_clock(start: datetime = datetime(2026, 1, 1, tzinfo=UTC)) -> Clock:
 
 
 class RecordingChatModel(GenericFakeChatModel):
-    """GenericFakeChatModel that keeps every prompt it receives; bind_tools returns itself.
+    """GenericFakeChatModel that keeps every prompt it receives; bind_tools records the names of the
+    tools it was given (`bound`) and returns itself.
 
     Replies come from `messages` in order, unless a subclass's `next_reply` picks one (an exception
-    it picks is raised, as a failing model would).
+    it picks is raised, as a failing model would). A reply with tool calls streams as one chunk that
+    carries them (GenericFakeChatModel's own streaming drops them).
     """
 
     messages: Iterator[AIMessage | str] = Field(default_factory=lambda: iter(()))
     prompts: list[list[BaseMessage]] = Field(default_factory=list)
+    bound: list[list[str]] = Field(default_factory=list)
+    refuse_tools: bool = False
+    """bind_tools raises NotImplementedError for respond's tools (no forced choice), as a model without
+    tool support does; extraction's forced call still binds."""
+
+    choices: list[Any] = Field(default_factory=list)
+    """The tool_choice each call was made with (None: the model decides, or no tools)."""
 
     def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Any:
-        return self
+        if self.refuse_tools and tool_choice is None:
+            raise NotImplementedError("this model cannot call tools")
+        self.bound.append([convert_to_openai_tool(t)["function"]["name"] for t in tools])
+        return self.bind(tool_choice=tool_choice) if tool_choice is not None else self
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: Any = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        result = self._generate(messages, stop=stop, **kwargs)
+        message = result.generations[0].message
+        assert isinstance(message, AIMessage)
+        calls = [
+            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i}
+            for i, c in enumerate(message.tool_calls)
+        ] + [
+            {"name": c.get("name"), "args": c.get("args"), "id": c.get("id"), "index": 100 + i}
+            for i, c in enumerate(message.invalid_tool_calls)
+        ]
+        tokens = re.split(r"(\s)", message.text) if message.text else [""]
+        for index, token in enumerate(tokens):
+            last = index == len(tokens) - 1
+            chunk = ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content=token,
+                    id=message.id,
+                    tool_call_chunks=calls if last else [],  # type: ignore[arg-type]
+                    chunk_position="last" if last else None,
+                )
+            )
+            if run_manager is not None:
+                run_manager.on_llm_new_token(token, chunk=chunk)
+            yield chunk
 
     def next_reply(self, messages: list[BaseMessage]) -> AIMessage | str | BaseException | None:
         """The reply to this prompt; None takes the next of `messages`."""
@@ -88,6 +147,7 @@ class RecordingChatModel(GenericFakeChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         self.prompts.append(list(messages))
+        self.choices.append(kwargs.pop("tool_choice", None))
         reply = self.next_reply(messages)
         if isinstance(reply, BaseException):
             raise reply

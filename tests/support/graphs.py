@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -35,6 +36,7 @@ def unit_graph(
     *,
     rules: bool = False,
     checkpointer: InMemorySaver | None = None,
+    tools: Sequence[Any] = (),
     **config: Any,
 ) -> tuple[TurnGraph, InMemoryStore]:
     """build_graph(GraphConfig(**config), model) compiled with an in-memory saver and store.
@@ -45,7 +47,7 @@ def unit_graph(
     graph_config = GraphConfig(**config)
     store = InMemoryStore()
     graph = compile_graph(
-        build_graph(graph_config, model),
+        build_graph(graph_config, model, tools=tools),
         TurnRules(graph_config) if rules else None,
         checkpointer=checkpointer or InMemorySaver(),
         store=store,

@@ -362,3 +362,30 @@ def test_embeddings_honour_fault_controls_and_refuse_bad_input(server: FakeOpenA
     with pytest.raises(openai.BadRequestError):
         client.embeddings.create(model=EMBEDDING_MODEL, input=[])
     assert len(client.embeddings.create(model=EMBEDDING_MODEL, input="x").data) == 1
+
+
+def weather(city: str) -> str:
+    """The weather in a city."""
+    return city
+
+
+@pytest.mark.parametrize("streaming", [False, True])
+def test_respond_with_tools_calls_the_marked_tools_then_reads_their_result(
+    server: FakeOpenAIServer, streaming: bool
+) -> None:
+    from langchain_core.messages import ToolMessage
+
+    model = chat(server, streaming=streaming).bind_tools([weather])
+    ask = HumanMessage('go [call weather {"city": "Oslo"}] and [call weather {"city": "Rome"}]')
+    reply = model.invoke([ask])
+    assert isinstance(reply, AIMessage) and not reply.text
+    assert [(c["name"], c["args"]) for c in reply.tool_calls] == [
+        ("weather", {"city": "Oslo"}),
+        ("weather", {"city": "Rome"}),
+    ]
+    results = [ToolMessage(f"cold in {c['args']['city']}", tool_call_id=c["id"]) for c in reply.tool_calls]
+    answer = model.invoke([ask, reply, *results])
+    assert answer.text == "Tool said: cold in Rome" and not answer.tool_calls
+    assert [r["kind"] for r in server.requests] == ["respond", "respond"]
+    plain = model.invoke([HumanMessage("no markers here")])
+    assert plain.text == "Noted: no markers here"

@@ -201,3 +201,21 @@ async def test_ids_folded_but_not_yet_removed_are_not_folded_again() -> None:
     runtime = Runtime(context=Context(), store=None)
     update = await make_summarize(model, working_set_tokens=64)(state, runtime=runtime)  # type: ignore[arg-type]
     assert update == {"summary": "newer summary", "summarized_ids": ["h1", "a1", "h2", "a2"]}
+
+
+def test_a_malformed_call_stays_with_its_error_result() -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from nodes.reduction import allowed_cuts
+
+    garbled = AIMessage(
+        "",
+        id="a1",
+        invalid_tool_calls=[
+            {"name": "x", "args": "{", "id": "bad1", "error": None, "type": "invalid_tool_call"}
+        ],
+    )
+    messages = [HumanMessage("q", id="h1"), garbled, ToolMessage("Error", tool_call_id="bad1", id="t1"),
+                AIMessage("ok", id="a2"), HumanMessage("next", id="h2")]  # fmt: skip
+    assert 2 not in allowed_cuts(messages)  # between the malformed call and its error result
+    assert {0, 1, 4} <= set(allowed_cuts(messages))

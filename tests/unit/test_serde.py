@@ -82,7 +82,7 @@ def test_the_allow_list_is_the_state_schemas_messages_plus_what_langgraph_writes
     assert {(RemoveMessage.__module__, "RemoveMessage"), ("langgraph.types", "Interrupt")} <= ALLOWED_TYPES
     assert ("builtins", "set") in ALLOWED_TYPES
     assert not {m for m, _ in ALLOWED_TYPES} & {"os", "subprocess", "builtins.eval", "pickle", __name__}
-    assert ("langgraph.types", "Send") not in ALLOWED_TYPES  # the graph never fans out with Send
+    assert ("langgraph.types", "Send") in ALLOWED_TYPES  # one task per tool call
     assert ("langgraph.types", "Command") not in ALLOWED_TYPES
 
 

@@ -14,11 +14,12 @@ import importlib.util
 import inspect
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.tools import tool
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.postgres import aio
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
@@ -29,9 +30,11 @@ from langgraph.checkpoint.postgres.base import (
     _keep_latest,
 )
 from langgraph.graph import START, StateGraph
-from langgraph.graph.message import _messages_delta_reducer
+from langgraph.graph.message import _messages_delta_reducer, add_messages
+from langgraph.prebuilt import ToolNode, ToolRuntime
 from langgraph.pregel import Pregel
 from langgraph.store.base.batch import AsyncBatchedBaseStore
+from langgraph.types import Send
 from psycopg.types.json import Jsonb
 from typing_extensions import TypedDict
 
@@ -327,3 +330,29 @@ def test_legacy_servers_get_max_tokens() -> None:
     ours = legacy._get_request_payload([HumanMessage("hi")], max_tokens=7)
     assert upstream.get("max_completion_tokens") == 7 and "max_tokens" not in upstream
     assert ours.get("max_tokens") == 7 and "max_completion_tokens" not in ours
+
+
+class _ToolPinState(TypedDict):
+    messages: Annotated[list[AnyMessage], add_messages]
+    user_id: str
+
+
+@tool
+def _whoami(runtime: ToolRuntime[Any, Any]) -> str:
+    """Who is talking."""
+    return str(runtime.state["user_id"])
+
+
+async def test_a_tool_sent_a_list_of_calls_reads_the_graphs_state_in_its_runtime() -> None:
+    """nodes.tool_loop.route_after_respond sends each call as `Send("tools", [call])` (ToolNode's
+    "tool_calls" input) and nodes.memory_tools reads the run's user from `ToolRuntime.state`, which
+    ToolNode then builds from the graph's channels (private CONFIG_KEY_READ). If this fails, send
+    ToolCallWithContext with the state instead."""
+    call = {"name": "_whoami", "args": {}, "id": "c1", "type": "tool_call"}
+    builder = StateGraph(_ToolPinState)
+    builder.add_node("start", lambda state: {})
+    builder.add_node("tools", ToolNode([_whoami]))
+    builder.add_edge(START, "start")
+    builder.add_conditional_edges("start", lambda state: [Send("tools", [call])], ["tools"])
+    result = await builder.compile().ainvoke({"messages": [HumanMessage("hi")], "user_id": "ann"})
+    assert result["messages"][-1].content == "ann"
