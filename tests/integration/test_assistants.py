@@ -127,3 +127,32 @@ async def test_the_assistant_chosen_at_open_is_the_default_of_new_threads(
     with pytest.raises(ConfigError, match=r"bad\.toml: temperature: Input should be less than or equal to 2"):
         async with open_convomem(settings.model_copy(update={"assistants_dir": tmp_path})):
             pass
+
+
+def offered_tools(request: dict[str, object]) -> list[str]:
+    return [tool["function"]["name"] for tool in request.get("tools") or []]  # type: ignore[attr-defined]
+
+
+async def test_each_assistant_offers_its_own_tools_and_runs_a_module_tool(
+    settings: Settings, fake_model: FakeOpenAIServer, tmp_path: Path
+) -> None:
+    for shipped in SHIPPED_DIR.glob("*.toml"):
+        (tmp_path / shipped.name).write_text(shipped.read_text())
+    (tmp_path / "forecaster.toml").write_text(
+        'name = "forecaster"\ntools = ["tests.support.assistant_tools:weather"]'
+    )
+    async with open_convomem(settings.model_copy(update={"assistants_dir": tmp_path})) as app:
+        await finish(app.chat("t8", "Plan Rome", assistant="travel-planner"))
+        assert offered_tools(fake_model.requests_of("respond")[-1]) == ["search_conversations", "remember"]
+        await finish(app.chat("t9", "hello"))  # no assistant: the process's built-in tools (CONVOMEM_TOOLS)
+        assert offered_tools(fake_model.requests_of("respond")[-1]) == [
+            "search_conversations",
+            "recall_entity",
+            "remember",
+            "forget",
+        ]
+        ended = await finish(
+            app.chat("t10", 'Weather? [call weather {"city": "Oslo"}]', assistant="forecaster")
+        )
+        assert ended.reply == "Tool said: sunny in Oslo"
+        assert offered_tools(fake_model.requests_of("respond")[-1]) == ["weather"]

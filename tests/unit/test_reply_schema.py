@@ -5,9 +5,14 @@ from __future__ import annotations
 import jsonschema_rs
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.tools import tool
+from langgraph.runtime import Runtime
 
+from nodes.config import GraphConfig
 from nodes.errors import ReplyNotValid
 from nodes.reply_schema import reply_format, schema_error, schema_problem, schema_reply
+from nodes.respond import make_respond
+from nodes.state import Context
 from tests.support.fakes import fake
 
 SCHEMA = {
@@ -57,3 +62,18 @@ async def test_a_reply_still_off_the_schema_after_the_repair_is_a_clear_error() 
     ):
         await schema_reply(model, PROMPT, VALIDATOR)
     assert len(model.prompts) == 2  # one repair, never more
+
+
+async def test_an_answer_given_in_a_tool_round_is_held_to_the_schema_too() -> None:
+    @tool
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return query
+
+    model = fake("plain words", '{"urgency": "low"}')
+    respond = make_respond(model, GraphConfig(tool_rounds=2), [lookup], response_schema=SCHEMA)
+    update = await respond(
+        {"messages": [HumanMessage("it broke", id="h1")]}, runtime=Runtime(context=Context())
+    )
+    assert [m.content for m in update["messages"]] == ['{"urgency": "low"}']
+    assert "not JSON" in str(model.prompts[1][-1].content)
