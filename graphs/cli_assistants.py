@@ -60,11 +60,13 @@ def show(name: Annotated[str, typer.Argument(help="The assistant's name.")], as_
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
     else:
+        from rich.markup import escape
+
         from graphs.cli_tables import console
 
         for key, value in summary.items():
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            console.print(f"[bold]{key}[/]: {shown}", markup=True, highlight=False)
+            console.print(f"[bold]{key}[/]: {escape(shown)}", highlight=False)
 
 
 @assistants_app.command()

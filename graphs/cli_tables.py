@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 if TYPE_CHECKING:
@@ -70,6 +71,6 @@ def render_assistants(folder: str, assistants: list[dict[str, Any]]) -> None:
     table = Table("assistant", "description", "sets")
     for found in assistants:
         sets = [key for key in found if key not in ("name", "description", "file")]
-        table.add_row(found["name"], found.get("description", ""), ", ".join(sets))
+        table.add_row(found["name"], escape(found.get("description", "")), ", ".join(sets))
     console.print(f"assistants in {folder}")
     console.print(table if assistants else "no assistant files (*.toml)")
