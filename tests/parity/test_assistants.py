@@ -88,3 +88,17 @@ async def test_each_assistant_file_can_be_a_langgraph_assistant(
     (request,) = respond_requests(rig, seen)
     assert system_prompt(request).startswith(str(TRIAGE.instructions))
     assert (await probe.view(thread)).texts("ai")[0] == TRIAGE.first_message
+
+
+async def test_a_reply_off_the_schema_after_the_repair_fails_the_turn_and_leaves_the_thread(
+    rig: Rig, driver: Driver, probe: Probe, user: str
+) -> None:
+    thread = await driver.new_thread()
+    assert_ok(await driver.send(thread, "My login fails", user, assistant="triage"), "the first turn")
+    before = await probe.view(thread), probe.rows(thread)
+    outcome = await driver.send(thread, "OFF-SCHEMA from now on", user)
+    assert outcome.failed and outcome.one_line, outcome
+    assert outcome.message.startswith(
+        "The reply does not match the assistant's response schema after one repair"
+    )
+    assert (await probe.view(thread), probe.rows(thread)) == before
