@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["REVIEW_KEY", "RUN_ID_KEY", "USER_KEY"]
+__all__ = ["ASSISTANT_KEY", "REVIEW_KEY", "RUN_ID_KEY", "USER_KEY"]
 
 RUN_ID_KEY = "run_id"
 """The run that wrote a checkpoint (LangGraph Server stamps the same key): delete_for_runs, compaction."""
@@ -11,3 +11,5 @@ USER_KEY = "convomem_user_id"
 a user's threads by it."""
 REVIEW_KEY = "convomem_review_memory"
 """Whether the run asked for a memory review: a resume or replay keeps the setting."""
+ASSISTANT_KEY = "convomem_assistant"
+"""The assistant the run used (None: the process's settings): a resume, replay or fork goes on with it."""

@@ -8,7 +8,7 @@ from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
 from psycopg.errors import UndefinedTable
 
 from checkpoint.connections import Pool
-from checkpoint.metadata import REVIEW_KEY, USER_KEY
+from checkpoint.metadata import ASSISTANT_KEY, REVIEW_KEY, USER_KEY
 from nodes.errors import UnknownCheckpoint, UnknownThread
 
 __all__ = [
@@ -114,7 +114,8 @@ class RunHead:
     """Writes already saved on the head: a failed run's own writes are the others."""
     user_id: str | None = None
     review_memory: bool | None = None
-    """The user and review setting of the thread's newest run that stamped them."""
+    assistant: str | None = None
+    """The user, review setting and assistant of the thread's newest run that stamped them."""
     interrupted: bool = False
     """The head holds an interrupt not yet answered (a cheap, conservative look: confirm with the state)."""
 
@@ -125,12 +126,13 @@ _RUN_HEAD_SQL = f"""
         WHERE thread_id = %(thread)s AND checkpoint_ns = ''
         ORDER BY checkpoint_id DESC LIMIT 1
     ), stamped AS (
-        SELECT metadata ->> '{USER_KEY}' AS user_id, metadata ->> '{REVIEW_KEY}' AS review
+        SELECT metadata ->> '{USER_KEY}' AS user_id, metadata ->> '{REVIEW_KEY}' AS review,
+               metadata ->> '{ASSISTANT_KEY}' AS assistant
         FROM checkpoints
         WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND metadata ? '{USER_KEY}'
         ORDER BY checkpoint_id DESC LIMIT 1
     )
-    SELECT head.checkpoint_id, stamped.user_id, stamped.review, w.task_id, w.idx, w.channel
+    SELECT head.checkpoint_id, stamped.user_id, stamped.review, stamped.assistant, w.task_id, w.idx, w.channel
     FROM (SELECT 1) AS one
     LEFT JOIN head ON true
     LEFT JOIN stamped ON true
@@ -152,6 +154,7 @@ async def read_run_head(pool: Pool, thread_id: str) -> RunHead:
         write_keys=writes,
         user_id=first["user_id"] or None,
         review_memory=None if review is None else review == "true",
+        assistant=first["assistant"] or None,
         interrupted=INTERRUPT in channels and RESUME not in channels,
     )
 

@@ -6,6 +6,7 @@ Python caller needs: events, the thread's lock across processes, and inspection 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -20,7 +21,8 @@ from checkpoint.ids import validate_id
 from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, is_thread_busy
 from checkpoint.persistence import Persistence, Pool, open_pool
 from checkpoint.threads import ThreadSummary, list_threads, require_thread, resolve_checkpoint
-from graphs.composition import open_graph_parts
+from graphs.assistants import AssistantRegistry
+from graphs.composition import open_assistants, open_graph_parts
 from graphs.conversation import compile_graph
 from graphs.database import database_url, open_database
 from graphs.events import (
@@ -48,6 +50,7 @@ from nodes.errors import (
     InvalidInput,
     ModelUnavailable,
     NothingToResume,
+    ReplyNotValid,
     RunCancelled,
     ThreadBusy,
     TooManyRuns,
@@ -74,6 +77,7 @@ __all__ = [
     "OnBusy",
     "PendingInterrupt",
     "ReplyDone",
+    "ReplyNotValid",
     "ReplyToken",
     "RunCancelled",
     "Settings",
@@ -128,7 +132,8 @@ class Convomem(MemoryApi):
         text: str,
         *,
         user_id: str | None = None,
-        review_memory: bool = False,
+        review_memory: bool | None = None,
+        assistant: str | None = None,
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
         durability: Durability | None = None,
@@ -138,6 +143,8 @@ class Convomem(MemoryApi):
     ) -> AsyncIterator[TurnEvent]:
         """Send one user message and stream the reply; the thread is untouched if the turn fails.
 
+        `assistant` names the assistant file the turn uses (unset: the thread's, else the one chosen at
+        open, else the settings'); `review_memory` unset: the assistant's default, else off.
         `reply_done` adds a ReplyDone event when the reply is saved, before the memory work.
         `durability` overrides the setting for this run ("sync" writes each checkpoint before the next
         step; "async" overlaps the write with the next step; "exit" writes only when the run stops).
@@ -146,7 +153,7 @@ class Convomem(MemoryApi):
         """
         config = self.config(thread_id)
         check_message_text(text, self.settings.max_message_bytes)
-        context = Context(user_id=user_id, review_memory=review_memory)
+        context = Context(user_id=user_id, review_memory=review_memory, assistant=assistant)
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
 
         async def plan(writer: ThreadWriter) -> RunPlan:
@@ -170,13 +177,15 @@ class Convomem(MemoryApi):
         *,
         user_id: str | None = None,
         review_memory: bool | None = None,
+        assistant: str | None = None,
         durability: Durability | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
         """Answer a pending interrupt, continue past a breakpoint, or finish a run a crash cut short.
 
-        The run goes on as it started: same user, same review setting (kept in checkpoint metadata).
+        The run goes on as it started: same user, review setting and assistant (kept in checkpoint
+        metadata).
         A memory review needs an answer (nodes.review.decide_review lists them): `value` None never
         approves, it is refused.
         """
@@ -197,7 +206,8 @@ class Convomem(MemoryApi):
                 graph_input = None
             else:
                 raise NothingToResume(f"Thread {thread_id!r} has nothing to resume: send a message instead.")
-            return RunPlan(graph_input, config, Context(user_id, review_memory), durability=durability)
+            context = Context(user_id, review_memory, assistant)
+            return RunPlan(graph_input, config, context, durability=durability)
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
             yield event
@@ -208,6 +218,7 @@ class Convomem(MemoryApi):
         checkpoint_id: str,
         *,
         user_id: str | None = None,
+        assistant: str | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
@@ -216,7 +227,7 @@ class Convomem(MemoryApi):
         config = self.config(thread_id, await self.resolve_checkpoint(thread_id, checkpoint_id))
 
         async def plan(writer: ThreadWriter) -> RunPlan:
-            return RunPlan(None, config, Context(user_id=user_id))
+            return RunPlan(None, config, Context(user_id=user_id, assistant=assistant))
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
             yield event
@@ -228,6 +239,7 @@ class Convomem(MemoryApi):
         text: str,
         *,
         user_id: str | None = None,
+        assistant: str | None = None,
         on_busy: OnBusy = "reject",
         busy_timeout: float = BUSY_TIMEOUT,
     ) -> AsyncIterator[TurnEvent]:
@@ -239,7 +251,7 @@ class Convomem(MemoryApi):
         async def plan(writer: ThreadWriter) -> RunPlan:
             message = HumanMessage(content=text, id=str(uuid.uuid4()))
             branch = await self.graph.aupdate_state(config, {"messages": [message]}, as_node="__start__")
-            return RunPlan(None, branch, Context(user_id=user_id))
+            return RunPlan(None, branch, Context(user_id=user_id, assistant=assistant))
 
         async for event in self.runner.run(thread_id, plan, on_busy=on_busy, busy_timeout=busy_timeout):
             yield event
@@ -254,8 +266,23 @@ class Convomem(MemoryApi):
         return last
 
     # -- inspection ---------------------------------------------------------------------------
+    @property
+    def assistants(self) -> AssistantRegistry:
+        """The assistants runs may name (CONVOMEM_ASSISTANTS_DIR)."""
+        assert self.graph.rules is not None and self.graph.rules.assistants is not None
+        return self.graph.rules.assistants
+
     async def state(self, thread_id: str) -> StateSnapshot:
         return await self.graph.aget_state(self.config(thread_id))
+
+    async def opening(self, thread_id: str, assistant: str | None = None) -> str | None:
+        """The first message a message sent now would open the thread with: its assistant's (`assistant`,
+        else the default one) when the thread has no message yet; else None."""
+        assert self.graph.rules is not None
+        name = self.assistants.check_name(assistant) or self.graph.rules.default_assistant
+        if name is None or (await self.state(thread_id)).values:
+            return None
+        return self.assistants.get(name).first_message
 
     async def busy(self, thread_id: str) -> bool:
         """True while a run, in any process, holds the thread."""
@@ -296,6 +323,7 @@ async def open_convomem(
     model: BaseChatModel | None = None,
     max_concurrent_runs: int = MAX_CONCURRENT_RUNS,
     tools: Sequence[Any] = (),
+    assistant: str | None = None,
 ) -> AsyncIterator[Convomem]:
     """Start what is needed (embedded Postgres, local model) and yield a ready Convomem.
 
@@ -304,11 +332,16 @@ async def open_convomem(
     per running turn). `tools` (LangChain tools, or functions whose docstring says what they do) may be
     called by the model, after the built-in memory tools CONVOMEM_TOOLS selects; a tool with side effects
     should use its call id as idempotency key (InjectedToolCallId or ToolRuntime.tool_call_id): a resumed
-    turn never re-runs a call that completed, but a call cut off by a crash runs again.
+    turn never re-runs a call that completed, but a call cut off by a crash runs again. `assistant` is the
+    assistant of runs that name none on threads that have none (CONVOMEM_ASSISTANT); a broken assistant
+    file or an unknown name fails here, before anything starts.
     """
     settings = settings or Settings()
     if settings.log_level is not None:  # otherwise logging stays the application's
         configure_logging(settings.log_level, settings.log_format)
+    if assistant is not None:
+        settings = settings.model_copy(update={"assistant": assistant})
+    await asyncio.to_thread(open_assistants, settings)
     async with AsyncExitStack() as stack:
         persistence = await stack.enter_async_context(open_database(settings))
         url = await database_url(settings)

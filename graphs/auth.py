@@ -26,7 +26,7 @@ from typing import Any
 
 from langgraph_sdk import Auth
 
-from graphs.run_requests import check_run_request
+from graphs.run_requests import check_assistant_request, check_run_request
 from graphs.settings import Settings
 from nodes.namespaces import user_namespace
 
@@ -128,6 +128,17 @@ def make_auth(tokens: Mapping[str, str], *, local_user: str) -> Auth:
         async def create_run(ctx: Auth.types.AuthContext, value: Any) -> bool:
             """The turn's input rules; the single local user may run any thread."""
             await check_run_request(value)
+            return True
+
+        @auth.on.assistants.create
+        async def create_assistant(ctx: Auth.types.AuthContext, value: Any) -> bool:
+            """A LangGraph assistant per assistant file (`context={"assistant": name}`): a known name."""
+            await check_assistant_request(value)
+            return True
+
+        @auth.on.assistants.update
+        async def update_assistant(ctx: Auth.types.AuthContext, value: Any) -> bool:
+            await check_assistant_request(value)
             return True
 
     return auth

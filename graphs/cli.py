@@ -23,12 +23,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsJson",
+    "Assistant",
     "BusyTimeout",
     "Checkpoint",
     "OnBusy",
     "Thread",
     "User",
     "app",
+    "assistants_app",
     "checked_thread",
     "conversation_commands",
     "database_app",
@@ -70,6 +72,9 @@ app.add_typer(memory_commands)
 app.add_typer(demo_commands)
 model_app = typer.Typer(help="The embedded local model server: status, stop.", no_args_is_help=True)
 """`convomem model`: graphs/cli_model.py."""
+assistants_app = typer.Typer(help="Assistant files: list, show, check.", no_args_is_help=True)
+"""`convomem assistants`: graphs/cli_assistants.py."""
+app.add_typer(assistants_app, name="assistants")
 app.add_typer(database_app, name="db")
 app.add_typer(model_app, name="model")
 
@@ -93,6 +98,12 @@ def _root(
 
 Thread = Annotated[str, typer.Option("--thread", "-t", help="Conversation thread id.")]
 User = Annotated[str | None, typer.Option("--user", "-u", help="User id (default: CONVOMEM_USER_ID).")]
+Assistant = Annotated[
+    str | None,
+    typer.Option(
+        "--assistant", "-a", help="Assistant file to use (`convomem assistants list`); default: the thread's."
+    ),
+]
 Checkpoint = Annotated[
     str, typer.Option("--checkpoint", "-c", help="Checkpoint id or a unique prefix of it (see `history`).")
 ]
@@ -265,7 +276,13 @@ def demo() -> None:
     run_with_settings(run_demo)
 
 
-_AREA_MODULES = ("graphs.cli_conversation", "graphs.cli_memory", "graphs.cli_database", "graphs.cli_model")
+_AREA_MODULES = (
+    "graphs.cli_conversation",
+    "graphs.cli_memory",
+    "graphs.cli_assistants",
+    "graphs.cli_database",
+    "graphs.cli_model",
+)
 
 
 def _define_area_commands() -> None:

@@ -12,6 +12,7 @@ import typer
 from checkpoint.on_busy import BUSY_TIMEOUT, check_on_busy
 from graphs.cli import (
     AsJson,
+    Assistant,
     BusyTimeout,
     Checkpoint,
     OnBusy,
@@ -25,6 +26,7 @@ from graphs.cli import (
     run_with_pool,
     shown_as,
 )
+from graphs.cli_assistants import checked_assistant
 from graphs.events import TurnEvent
 from nodes.errors import InvalidInput
 
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from graphs.api import Convomem
     from graphs.settings import Durability
 
-__all__ = ["chat", "fork", "history", "pending", "replay", "resume", "threads"]
+__all__ = ["chat", "fork", "history", "pending", "replay", "resume", "show_opening", "threads"]
 
 StartTurn = Callable[["Convomem", dict[str, Any]], AsyncIterator[TurnEvent]]
 """Starts a turn on convomem with the checked --on-busy options."""
@@ -76,12 +78,22 @@ def _review_answer(raw: str | None) -> Any:
 
 
 # -- a person at the terminal ---------------------------------------------------------------------------
+async def show_opening(cm: Convomem, thread: str, assistant: str | None) -> None:
+    """A new thread's first message, printed as the assistant's first line (the turn writes it)."""
+    from graphs.cli_render import print_reply
+
+    first = await cm.opening(thread, assistant)
+    if first is not None:
+        print_reply(first)
+
+
 async def _converse(cm: Convomem, thread: str, user: str | None, text: str, options: dict[str, Any]) -> None:
     """One message and its reply; at a terminal, memory reviews are asked and answered on the spot."""
     from graphs.cli_render import stream_events
     from graphs.cli_review import answer_reviews
     from graphs.cli_session import Terminal
 
+    await show_opening(cm, thread, options.get("assistant"))
     final = await stream_events(cm.chat(thread, text, user_id=user, **options))
     if final.interrupts and sys.stdin.isatty():
         term = Terminal(interactive=True)
@@ -131,7 +143,13 @@ def chat(
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Send one message and exit; '-' reads stdin.")
     ] = None,
-    review: Annotated[bool, typer.Option(help="Review what the assistant remembers.")] = False,
+    assistant: Assistant = None,
+    review: Annotated[
+        bool | None,
+        typer.Option(
+            "--review/--no-review", help="Review what the assistant remembers (default: the assistant's)."
+        ),
+    ] = None,
     interrupt_before: Annotated[list[str] | None, typer.Option(help="Pause before this node.")] = None,
     interrupt_after: Annotated[list[str] | None, typer.Option(help="Pause after this node.")] = None,
     durability: Annotated[
@@ -144,6 +162,7 @@ def chat(
     with reported_errors():
         options: dict[str, Any] = {
             "review_memory": review,
+            "assistant": checked_assistant(assistant),
             "interrupt_before": _known_nodes(interrupt_before or []),
             "interrupt_after": _known_nodes(interrupt_after or []),
             "durability": _durability(durability),
@@ -168,6 +187,7 @@ def resume(
             "--value", help="The review answer: approve, reject, numbers to keep (1,3) or a JSON entity list."
         ),
     ] = None,
+    assistant: Assistant = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
@@ -177,7 +197,7 @@ def resume(
     """
     with reported_errors():
         answer = _review_answer(value)
-        busy = _busy_options(on_busy, busy_timeout)
+        busy = {**_busy_options(on_busy, busy_timeout), "assistant": checked_assistant(assistant)}
     run_with(lambda cm: _resume(cm, thread, user, answer, busy))
 
 
@@ -224,12 +244,18 @@ def replay(
     thread: Thread,
     checkpoint: Checkpoint,
     user: User = None,
+    assistant: Assistant = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
-    """Re-run a thread from a past checkpoint (its id or a unique prefix of it)."""
+    """Re-run a thread from a past checkpoint (its id or a unique prefix of it), with its assistant."""
     checked_thread(thread)
-    _stream_turn(on_busy, busy_timeout, lambda cm, busy: cm.replay(thread, checkpoint, user_id=user, **busy))
+    name = checked_assistant(assistant)
+    _stream_turn(
+        on_busy,
+        busy_timeout,
+        lambda cm, busy: cm.replay(thread, checkpoint, user_id=user, assistant=name, **busy),
+    )
 
 
 @conversation_commands.command()
@@ -238,11 +264,15 @@ def fork(
     checkpoint: Checkpoint,
     message: Annotated[str, typer.Option("--message", "-m", help="The message the branch sends instead.")],
     user: User = None,
+    assistant: Assistant = None,
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
     """Branch a thread at a past checkpoint (id or unique prefix) with a different message."""
     checked_thread(thread)
+    name = checked_assistant(assistant)
     _stream_turn(
-        on_busy, busy_timeout, lambda cm, busy: cm.fork(thread, checkpoint, message, user_id=user, **busy)
+        on_busy,
+        busy_timeout,
+        lambda cm, busy: cm.fork(thread, checkpoint, message, user_id=user, assistant=name, **busy),
     )

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the heavy modules load only where a command needs them
 __all__ = [
     "console",
     "errors",
+    "print_reply",
     "render_entities",
     "render_entity",
     "render_forget",
@@ -39,6 +40,12 @@ __all__ = [
     "stream_events",
     "tool_line",
 ]
+
+
+def print_reply(text: str, prefix: str = "assistant> ") -> None:
+    """A whole reply on its line, as stream_events prints one token by token."""
+    console.print(prefix, end="", style="bold cyan")
+    console.out(text, highlight=False)
 
 
 async def stream_events(

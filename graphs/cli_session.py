@@ -304,4 +304,7 @@ async def run_session(cm: Convomem, thread: str, user: str | None, options: dict
         f"[bold]convomem[/] — thread [cyan]{escape(thread)}[/]; /help lists commands, Ctrl-D or /quit leaves."
     )
     with term.handling_interrupts():
+        from graphs.cli_conversation import show_opening
+
+        await show_opening(cm, thread, options.get("assistant"))
         await _Session(cm, thread, user, options, term).run()

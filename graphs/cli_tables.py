@@ -3,9 +3,10 @@ Rich only, no LangGraph or LangChain import."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 if TYPE_CHECKING:
@@ -13,7 +14,15 @@ if TYPE_CHECKING:
     from checkpoint.threads import ThreadSummary
     from graphs.events import CheckpointInfo
 
-__all__ = ["CHECKPOINT_ID_CHARS", "console", "errors", "render_history", "render_status", "render_threads"]
+__all__ = [
+    "CHECKPOINT_ID_CHARS",
+    "console",
+    "errors",
+    "render_assistants",
+    "render_history",
+    "render_status",
+    "render_threads",
+]
 
 CHECKPOINT_ID_CHARS = 36
 """A checkpoint id is a UUID in text form."""
@@ -56,3 +65,12 @@ def render_status(where: str, status: DatabaseStatus) -> None:
     for size in status.tables:
         table.add_row(size.name, str(size.rows), f"{size.bytes / 1024:.0f} KiB")
     console.print(table)
+
+
+def render_assistants(folder: str, assistants: list[dict[str, Any]]) -> None:
+    table = Table("assistant", "description", "sets")
+    for found in assistants:
+        sets = [key for key in found if key not in ("name", "description", "file")]
+        table.add_row(found["name"], escape(found.get("description", "")), ", ".join(sets))
+    console.print(f"assistants in {folder}")
+    console.print(table if assistants else "no assistant files (*.toml)")

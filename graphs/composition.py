@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.tools import BaseTool
 from langgraph.graph import StateGraph
 
 from checkpoint.compaction import compact_thread
@@ -15,18 +17,38 @@ from checkpoint.passage_vectors import EmbeddingArchive
 from checkpoint.persistence import Pool, open_pool
 from checkpoint.recall import TranscriptRecall
 from checkpoint.transcript import TranscriptArchive, open_transcript, search_transcript
+from graphs.assistants import AssistantFile, AssistantRegistry, load_assistants
 from graphs.conversation import build_graph, utc_now
 from graphs.database import database_url
 from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
+from graphs.tool_specs import load_tool
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
-from nodes.memory_tools import ConversationSearch, FoundMessage, make_memory_tools, select_builtin_tools
+from nodes.errors import ConfigError, InvalidInput
+from nodes.memory_tools import (
+    BUILTIN_TOOLS,
+    ConversationSearch,
+    FoundMessage,
+    make_memory_tools,
+    select_builtin_tools,
+)
 from nodes.reduce_history import Compact
 from nodes.state import Context, State
 from nodes.tool_loop import ToolLike
 
-__all__ = ["GraphParts", "builtin_tools", "compactor", "open_graph_parts", "transcript_search"]
+__all__ = [
+    "GraphParts",
+    "assistant_models",
+    "assistant_tools",
+    "builtin_tools",
+    "compactor",
+    "open_assistants",
+    "open_graph_parts",
+    "transcript_search",
+]
+
+_log = logging.getLogger("convomem.assistants")
 
 
 @dataclass(frozen=True)
@@ -47,6 +69,45 @@ def compactor(pool: Pool, *, keep_recent_runs: int) -> Compact:
         await compact_thread(pool, thread_id, keep_recent_runs=keep_recent_runs, lock=False, measure=False)
 
     return compact
+
+
+def open_assistants(settings: Settings) -> AssistantRegistry:
+    """The assistant files of CONVOMEM_ASSISTANTS_DIR, all valid, and CONVOMEM_ASSISTANT one of them."""
+    registry = load_assistants(settings.assistants_folder)
+    try:
+        registry.check_name(settings.assistant)
+    except InvalidInput as error:
+        raise ConfigError(f"CONVOMEM_ASSISTANT: {error}") from None
+    return registry
+
+
+def assistant_models(settings: Settings, registry: AssistantRegistry) -> dict[str, BaseChatModel]:
+    """A chat model for each assistant that names its own (same server and key, another model name).
+
+    The embedded model serves one model: there an assistant's model name is ignored, and said so."""
+    named = {name: a.model for name, a in registry.assistants.items() if a.model}
+    if named and settings.uses_local_model:
+        _log.warning("the embedded model ignores the model of assistants %s", ", ".join(sorted(named)))
+        return {}
+    return {name: shared_chat_model(settings.model_copy(update={"model": m})) for name, m in named.items()}
+
+
+def assistant_tools(
+    registry: AssistantRegistry, search: ConversationSearch | None
+) -> dict[str, list[BaseTool]]:
+    """The tools of each assistant that names its own (built-in names, `package.module:attribute`);
+    an assistant without `tools` gets the process's."""
+    builtins = {t.name: t for t in make_memory_tools(search=search, clock=utc_now, names=BUILTIN_TOOLS)}
+    return {
+        name: resolve_tools(assistant, builtins)
+        for name, assistant in registry.assistants.items()
+        if assistant.tools is not None
+    }
+
+
+def resolve_tools(assistant: AssistantFile, builtins: Mapping[str, BaseTool]) -> list[BaseTool]:
+    """An assistant's tool names as tools (the file's names were checked when it was read)."""
+    return [builtins[spec] if spec in builtins else load_tool(spec) for spec in assistant.tools or ()]
 
 
 def transcript_search(pool: Pool, language: str) -> ConversationSearch:
@@ -89,6 +150,7 @@ async def open_graph_parts(
     # The embedded model's defaults (extraction method, recognizer, reply penalty) only when it is the one
     # used: a `model` handed in (tests, benchmarks) or a configured server gets the remote defaults.
     config = for_model(graph_config(settings), local=local)
+    assistants = await asyncio.to_thread(open_assistants, settings)  # reads files: off the event loop
     async with AsyncExitStack() as stack:
         if pool is None:
             url = await database_url(settings)
@@ -107,5 +169,11 @@ async def open_graph_parts(
             recognizer=recognizer,
             passages=TranscriptRecall(pool, archive.language, embeddings),
             tools=[*builtin_tools(settings, search, local=local), *tools],
+            assistants=assistants,
+            # A model handed in (tests, benchmarks) answers for every assistant.
+            assistant_models={} if model is not None else assistant_models(settings, assistants),
+            assistant_tools=assistant_tools(assistants, search),
+            schema_style="json_object" if local else "json_schema",
         )
-        yield GraphParts(builder, TurnRules(config, pool), archive, pool)
+        rules = TurnRules(config, pool, assistants=assistants, default_assistant=settings.assistant)
+        yield GraphParts(builder, rules, archive, pool)

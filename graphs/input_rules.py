@@ -159,7 +159,7 @@ def check_state_update(value: object, max_bytes: int) -> None:
 
 
 def check_context(value: object, *, strict: bool = True) -> Context:
-    """The run's context (`user_id`, `review_memory`), validated; unknown fields are refused when
+    """The run's context (`user_id`, `review_memory`, `assistant`), validated; unknown fields are refused when
     `strict`. LangGraph Server copies a run's `configurable` (thread id, headers) into its context when
     the request sent none, so those runs are checked with `strict=False`: unknown fields are ignored."""
     if value is None:
@@ -184,4 +184,7 @@ def check_context(value: object, *, strict: bool = True) -> Context:
     review = fields.get("review_memory")
     if review is not None and not isinstance(review, bool):
         raise InvalidInput("`review_memory` must be true or false.")
-    return Context(user_id=user_id, review_memory=review)
+    assistant = fields.get("assistant")
+    if assistant is not None and not isinstance(assistant, str):
+        raise InvalidInput("`assistant` must be a string: the name of an assistant file.")
+    return Context(user_id=user_id, review_memory=review, assistant=assistant)

@@ -18,7 +18,7 @@ from graphs.input_rules import check_command, check_context
 from graphs.turn_graph import TurnGraph
 from nodes.errors import ConvomemError
 
-__all__ = ["check_run_request"]
+__all__ = ["check_assistant_request", "check_run_request"]
 
 _checkers: list[TurnGraph] = []
 _building = asyncio.Lock()
@@ -67,5 +67,17 @@ async def check_run_request(value: dict[str, Any], *, read_thread: bool = True) 
         if not read_thread:
             config = {"configurable": {}}
         await graph.check_run(graph_input, config, kwargs.get("context"))  # type: ignore[arg-type]
+    except ConvomemError as error:
+        raise as_auth_refusal(error) from None
+
+
+async def check_assistant_request(value: dict[str, Any]) -> None:
+    """Refuse (4xx, the CLI's words) a LangGraph assistant whose context names an unknown assistant file
+    or holds what a run's context may not: its runs would all be refused when they start."""
+    try:
+        context = check_context(value.get("context"))
+        graph = await _checker()
+        assert graph.rules is not None and graph.rules.assistants is not None
+        graph.rules.assistants.check_name(context.assistant)
     except ConvomemError as error:
         raise as_auth_refusal(error) from None

@@ -84,6 +84,14 @@ class Settings(TurnSettings, BaseSettings):
         default=None,
         description="Base64 of 16/24/32 random bytes: AES-encrypts checkpoint blobs and writes at rest.",
     )
+    assistants_dir: Path | None = Field(
+        default=None,
+        description="The folder of assistant files (*.toml); unset: the examples shipped with convomem.",
+    )
+    assistant: str | None = Field(
+        default=None,
+        description="The assistant of runs that name none on threads that have none; unset: these settings.",
+    )
     tools: str = Field(
         default="auto",
         description="Built-in memory tools respond may call: all, none, or a comma list "
@@ -94,7 +102,7 @@ class Settings(TurnSettings, BaseSettings):
         description="LangGraph Server bearer tokens, `token:identity,...`; unset: loopback-only single user.",
     )
 
-    @field_validator("encryption_key", "api_tokens", mode="before")
+    @field_validator("encryption_key", "api_tokens", "assistants_dir", "assistant", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         """An empty variable (`CONVOMEM_ENCRYPTION_KEY=`) means unset, as shells and .env files write it."""
@@ -129,6 +137,13 @@ class Settings(TurnSettings, BaseSettings):
     def api_token_table(self) -> dict[str, str]:
         """{token: identity}, empty when no tokens are configured."""
         return parse_api_tokens(self.api_tokens.get_secret_value()) if self.api_tokens else {}
+
+    @property
+    def assistants_folder(self) -> Path:
+        """Where the assistant files are: CONVOMEM_ASSISTANTS_DIR, else the shipped examples."""
+        from graphs.assistants import SHIPPED_DIR
+
+        return self.assistants_dir or SHIPPED_DIR
 
     @property
     def semantic_memory(self) -> bool:

@@ -11,9 +11,11 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import openai
+from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -21,9 +23,10 @@ from langgraph.types import StateSnapshot
 from psycopg import OperationalError
 
 from checkpoint.ids import validate_user_id
-from checkpoint.metadata import REVIEW_KEY, USER_KEY
+from checkpoint.metadata import ASSISTANT_KEY, REVIEW_KEY, USER_KEY
 from checkpoint.persistence import Pool
 from checkpoint.threads import RunHead, discard_run, read_run_head, unknown_checkpoint
+from graphs.assistants import AssistantRegistry
 from graphs.input_rules import (
     CheckedInput,
     check_context,
@@ -51,10 +54,13 @@ _log = logging.getLogger("convomem.turn")
 @dataclass(frozen=True)
 class TurnRules:
     """What the graph enforces on every run: the configuration's limits and defaults, and the pool on
-    which a failed run's checkpoints are undone (None: nothing to undo, e.g. an in-memory saver)."""
+    which a failed run's checkpoints are undone (None: nothing to undo, e.g. an in-memory saver); the
+    assistants a run may name, and the one of runs and threads that name none (None: the settings')."""
 
     config: GraphConfig
     pool: Pool | None = None
+    assistants: AssistantRegistry | None = None
+    default_assistant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,12 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
                 **((config or {}).get("metadata") or {}),
                 USER_KEY: plan.context.user_id,
                 REVIEW_KEY: plan.context.review_memory,
+                ASSISTANT_KEY: plan.context.assistant,
             },
         }
         try:
-            async for chunk in super().astream(input, stamped, context=plan.context, **kwargs):
+            opened = await self._opening(input, plan)
+            async for chunk in super().astream(opened, stamped, context=plan.context, **kwargs):
                 yield chunk
         except Exception as error:
             await self._undo(plan)
@@ -177,14 +185,39 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         return self.rules
 
     def _resolved(self, asked: Context, checked: CheckedInput, head: RunHead | None) -> Context:
-        user = validate_user_id(
-            asked.user_id or (head.user_id if head else None) or self._rules().config.user_id
-        )
+        rules = self._rules()
+        user = validate_user_id(asked.user_id or (head.user_id if head else None) or rules.config.user_id)
+        assistant = asked.assistant or (head.assistant if head else None) or rules.default_assistant
+        if assistant is not None:
+            assistant = self._assistants().check_name(assistant)
         if asked.review_memory is not None:
             review = asked.review_memory
+        elif checked.kind == "message":  # a new message: the assistant's review default, else off
+            review = bool(assistant and self._assistants().get(assistant).review_memory)
         else:
-            review = checked.kind != "message" and bool(head and head.review_memory)
-        return Context(user_id=user, review_memory=review)
+            review = bool(head and head.review_memory)
+        return Context(user_id=user, review_memory=review, assistant=assistant)
+
+    async def _is_new(self, plan: PlannedRun) -> bool:
+        if plan.head is not None:
+            return plan.head.checkpoint_id is None
+        assert plan.thread_id is not None
+        return not (await self.aget_state(_thread_config(plan.thread_id))).values
+
+    def _assistants(self) -> AssistantRegistry:
+        return self._rules().assistants or AssistantRegistry(Path())
+
+    async def _opening(self, graph_input: Any, plan: PlannedRun) -> Any:
+        """A new thread's first message with the assistant's first message before it (that message then
+        opens the thread, as if the assistant had spoken first); any other input as it is."""
+        if plan.checked.kind != "message" or plan.thread_id is None or plan.context.assistant is None:
+            return graph_input
+        first = self._assistants().get(plan.context.assistant).first_message
+        if first is None or not await self._is_new(plan):
+            return graph_input
+        sent = graph_input["messages"]
+        opening = AIMessage(content=first, id=f"first-message-{plan.thread_id}")
+        return {"messages": [opening, *(sent if isinstance(sent, list | tuple) else [sent])]}
 
     async def _known_checkpoint(self, thread_id: str, checkpoint_id: object) -> None:
         found = None

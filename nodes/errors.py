@@ -9,6 +9,7 @@ __all__ = [
     "InvalidInput",
     "ModelUnavailable",
     "NothingToResume",
+    "ReplyNotValid",
     "RunCancelled",
     "ThreadBusy",
     "TooManyRuns",
@@ -27,6 +28,13 @@ class ConfigError(ConvomemError):
 
 class InvalidInput(ConvomemError):
     """A message, identifier or argument the user gave that convomem refuses before touching state."""
+
+
+class ReplyNotValid(ConvomemError, ValueError):
+    """The model's reply did not match the assistant's response schema, even after one repair request.
+
+    A ValueError too: LangGraph Server shows a failed run's message only for such built-in kinds
+    (pinned by tests/unit/test_upstream_pins.py), so the server's caller reads the CLI's words."""
 
 
 class DatabaseUnavailable(ConvomemError):

@@ -9,6 +9,7 @@ __all__ = [
     "MEMORY_HEADER",
     "PROFILE_HEADER",
     "REPAIR_REQUEST",
+    "SCHEMA_REPAIR_REQUEST",
     "SUMMARY_HEADER",
     "SUMMARY_SYSTEM",
     "TOOLS_EXHAUSTED",
@@ -59,6 +60,10 @@ REPAIR_REQUEST = (
     "schema exactly."
 )
 
+SCHEMA_REPAIR_REQUEST = (
+    "Your previous reply does not match the required JSON schema: {error}. Reply again with only a JSON "
+    "value that matches the schema exactly."
+)
 TOOLS_EXHAUSTED = (
     "You have used every tool call this turn allows: answer the user now with what the tools returned, "
     "without calling a tool."

@@ -54,10 +54,13 @@ class Context:
     the graph is built (nodes.config.GraphConfig). None means "as the thread had it": a run without a
     user acts for the user of the thread's latest run (the configured default on a new thread); a new
     message without `review_memory` is not reviewed, a resume or replay keeps the thread's setting.
+    `assistant` names the assistant file whose instructions, model parameters, reply schema and budgets
+    the run uses (the thread's own when unset); None after the graph resolved it: the process's settings.
     """
 
     user_id: str | None = None
     review_memory: bool | None = None
+    assistant: str | None = None
 
 
 Clock = Callable[[], datetime]

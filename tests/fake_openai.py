@@ -27,6 +27,11 @@ Each chat request is classified into a *kind*:
                      reply calls those tools, all at once, in order (ids ``call_<n>``), and has no text;
                    * the last message is a tool result: the reply is ``"Tool said: "`` + the first 60
                      characters of that result (whitespace collapsed).
+                   With a ``response_format`` carrying a JSON Schema (OpenAI's ``json_schema``,
+                   or llama.cpp's ``json_object`` + ``schema``) and no tool call, the reply is the
+                   schema's first instance (``schema_instance``), unless a user message says
+                   ``OFF-SCHEMA`` (the reply is ``{}``) or ``OFF-SCHEMA-ONCE`` (``{}``, then after
+                   the repair request, ``nodes.prompts.SCHEMA_REPAIR_REQUEST``, the instance).
 
 Entity rules for ``extract`` (applied to the last ``user`` message only):
     * candidates are words matching ``\\b[A-Z][a-zA-Z]{2,}\\b``;
@@ -84,7 +89,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, NamedTuple, cast
 
-from nodes.prompts import SUMMARY_SYSTEM
+from nodes.prompts import SCHEMA_REPAIR_REQUEST, SUMMARY_SYSTEM
 
 __all__ = [
     "EMBEDDING_DIMS",
@@ -266,6 +271,46 @@ def _extraction_arguments(body: Json) -> str:
     return json.dumps(arguments)
 
 
+def _response_schema(body: Json) -> Json | None:
+    shape = body.get("response_format")
+    if not isinstance(shape, dict):
+        return None
+    schema = shape.get("json_schema", {}).get("schema") if shape.get("type") == "json_schema" else None
+    found = schema if schema is not None else shape.get("schema")
+    return found if isinstance(found, dict) else None
+
+
+def schema_instance(schema: Json, text: str) -> Any:
+    """A value matching a plain schema: enums take their first value, strings the user's text (cut to
+    maxLength), numbers their minimum or 1, objects their required properties (all when none are)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties") or {}
+        names = schema.get("required") or list(properties)
+        return {name: schema_instance(properties.get(name, {"type": "string"}), text) for name in names}
+    if kind == "array":
+        return [schema_instance(schema.get("items") or {"type": "string"}, text)] * schema.get("minItems", 0)
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    if kind == "boolean":
+        return True
+    return (text or "x")[: schema.get("maxLength", 60)]
+
+
+_REPAIR_PREFIX = SCHEMA_REPAIR_REQUEST.split("{", 1)[0]
+
+
+def _schema_reply(schema: Json, body: Json) -> str:
+    users = [_text(m.get("content")) for m in _messages(body) if m.get("role") == "user"]
+    said = next((u for u in reversed(users) if not u.startswith(_REPAIR_PREFIX)), "")
+    repaired = bool(users) and users[-1].startswith(_REPAIR_PREFIX)
+    if "OFF-SCHEMA" in said and not ("OFF-SCHEMA-ONCE" in said and repaired):
+        return "{}"
+    return json.dumps(schema_instance(schema, said[:60]))
+
+
 def respond_calls(body: Json) -> list[tuple[str, str]]:
     """(name, JSON arguments) of the tools a respond request's reply calls (module docstring)."""
     messages = _messages(body)
@@ -281,6 +326,8 @@ def respond_calls(body: Json) -> list[tuple[str, str]]:
 
 
 def _reply_text(kind: str, body: Json) -> str:
+    if kind == "respond" and (schema := _response_schema(body)) is not None:
+        return _schema_reply(schema, body)
     if kind == "summarize":
         messages = _messages(body)
         rest = messages[1:] if messages and _is_system(messages[0]) else messages

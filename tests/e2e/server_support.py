@@ -214,6 +214,9 @@ def server_env(database_url: str, model_url: str, data_dir: Path, **extra: str) 
         "CONVOMEM_DATA_DIR": str(data_dir),
         "LANGGRAPH_NO_VERSION_CHECK": "true",
         "LANGSMITH_TRACING": "false",
+        # The modules langgraph.json names by import path (graphs.auth) come from this checkout, not
+        # from whichever one an editable install points to (a git worktree's tests run its own code).
+        "PYTHONPATH": str(REPO),
         **extra,
     }
 

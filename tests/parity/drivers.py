@@ -114,7 +114,9 @@ class Driver(Protocol):
 
     async def new_thread(self) -> str: ...
 
-    async def send(self, thread: str, text: str, user: str, *, review: bool = False) -> Outcome: ...
+    async def send(
+        self, thread: str, text: str, user: str, *, review: bool = False, assistant: str | None = None
+    ) -> Outcome: ...
 
     async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
         """send(), and the tool calls with their results as the path shows them, as the CLI's lines
@@ -214,8 +216,11 @@ class ApiDriver:
             return Outcome("failed", detail=traceback.format_exc(), kind=type(error).__name__)
         return Outcome("ok")
 
-    async def send(self, thread: str, text: str, user: str, *, review: bool = False) -> Outcome:
-        return await self._drain(self.cm.chat(thread, text, user_id=user, review_memory=review))
+    async def send(
+        self, thread: str, text: str, user: str, *, review: bool = False, assistant: str | None = None
+    ) -> Outcome:
+        chat = self.cm.chat(thread, text, user_id=user, review_memory=review or None, assistant=assistant)
+        return await self._drain(chat)
 
     async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
         calls: dict[str, ToolCall] = {}
@@ -304,8 +309,10 @@ class CliDriver:
     async def _run(self, *args: str, stdin: str | None = None) -> Outcome:
         return cli_outcome(await asyncio.to_thread(self.cli.run, *args, input=stdin))
 
-    async def send(self, thread: str, text: str, user: str, *, review: bool = False) -> Outcome:
-        flags = ["--review"] if review else []
+    async def send(
+        self, thread: str, text: str, user: str, *, review: bool = False, assistant: str | None = None
+    ) -> Outcome:
+        flags = (["--review"] if review else []) + ([] if assistant is None else ["--assistant", assistant])
         return await self._run("chat", "-t", thread, "-u", user, *flags, "-m", "-", stdin=text)
 
     async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:

@@ -149,11 +149,14 @@ class ServerDriver:
             return await self.finish(client, thread, created)
 
     @staticmethod
-    def context(user: str, review: bool = False) -> dict[str, Any]:
-        return {"user_id": user, **({"review_memory": True} if review else {})}
+    def context(user: str, review: bool = False, assistant: str | None = None) -> dict[str, Any]:
+        named = {} if assistant is None else {"assistant": assistant}
+        return {"user_id": user, **({"review_memory": True} if review else {}), **named}
 
-    async def send(self, thread: str, text: str, user: str, *, review: bool = False) -> Outcome:
-        return await self.run(thread, input=user_says(text), context=self.context(user, review))
+    async def send(
+        self, thread: str, text: str, user: str, *, review: bool = False, assistant: str | None = None
+    ) -> Outcome:
+        return await self.run(thread, input=user_says(text), context=self.context(user, review, assistant))
 
     async def send_seeing_tools(self, thread: str, text: str, user: str) -> tuple[Outcome, list[str]]:
         """The run streamed (`stream_mode="updates"`), as a client shows tool traffic: respond's tool

@@ -172,7 +172,7 @@ def test_a_state_edit_follows_the_message_rules() -> None:
 
 
 def test_context_fields_are_the_per_run_values_only() -> None:
-    assert CONTEXT_FIELDS == ("user_id", "review_memory")
+    assert CONTEXT_FIELDS == ("user_id", "review_memory", "assistant")
 
 
 @pytest.mark.parametrize(

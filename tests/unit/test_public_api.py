@@ -10,8 +10,9 @@ import graphs.api
 PUBLIC_NAMES = [
     "MAX_CONCURRENT_RUNS", "CheckpointInfo", "ConfigError", "Context", "Convomem", "ConvomemError",
     "DatabaseUnavailable", "EntityMentions", "GraphConfig", "InvalidInput", "ModelUnavailable",
-    "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyDone", "ReplyToken", "RunCancelled", "Settings",
-    "ThreadBusy", "TooManyRuns", "ToolCall", "ToolResult", "TurnEnded", "TurnEvent", "UnknownCheckpoint",
+    "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyDone", "ReplyNotValid", "ReplyToken",
+    "RunCancelled", "Settings", "ThreadBusy", "TooManyRuns", "ToolCall", "ToolResult", "TurnEnded",
+    "TurnEvent", "UnknownCheckpoint",
     "UnknownThread",
     "open_convomem",
     "unfinished",
@@ -36,5 +37,10 @@ def test_every_public_name_imports_from_the_one_import_point() -> None:
 def test_the_errors_share_one_root() -> None:
     errors = [getattr(graphs.api, name) for name in PUBLIC_NAMES if name.endswith(("Error", "Unavailable"))]
     errors += [graphs.api.InvalidInput, graphs.api.NothingToResume, graphs.api.RunCancelled]
-    errors += [graphs.api.ThreadBusy, graphs.api.TooManyRuns, graphs.api.UnknownCheckpoint]
+    errors += [
+        graphs.api.ThreadBusy,
+        graphs.api.TooManyRuns,
+        graphs.api.UnknownCheckpoint,
+        graphs.api.ReplyNotValid,
+    ]
     assert all(issubclass(error, graphs.api.ConvomemError) for error in errors)

@@ -356,3 +356,15 @@ async def test_a_tool_sent_a_list_of_calls_reads_the_graphs_state_in_its_runtime
     builder.add_conditional_edges("start", lambda state: [Send("tools", [call])], ["tools"])
     result = await builder.compile().ainvoke({"messages": [HumanMessage("hi")], "user_id": "ann"})
     assert result["messages"][-1].content == "ann"
+
+
+def test_the_server_shows_the_message_of_a_failed_run_only_for_builtin_kinds() -> None:
+    """langgraph-api's run error serializer (langgraph_api.serde.default, private) keeps the message of
+    ValueError and a few other built-ins and masks the rest: ReplyNotValid is a ValueError so a failed
+    run's caller reads the same words as the CLI."""
+    from langgraph_api.serde import default
+
+    from nodes.errors import ConvomemError, ReplyNotValid
+
+    assert default(ReplyNotValid("off the schema"))["message"] == "off the schema"
+    assert default(ConvomemError("masked"))["message"] != "masked"
