@@ -25,6 +25,7 @@ TOKENS_BEFORE_KILL = 24
 """Bytes of streamed reply the killed child prints first, so the kill is visibly mid-reply."""
 FLIGHT = "My flight to Porto leaves at half past six on Tuesday."
 QUESTION = "When does my flight leave?"
+ASSISTANT = "recall"
 FLIGHT_TIME = ("six", "6:30", "18:30", "6.30")
 QUIET_NOTE = 30.0
 """Seconds without an event before the tour says what is still running (the local model's memory calls
@@ -212,32 +213,31 @@ async def _replay(cm: Convomem, user: str, thread: str) -> None:
     console.print(f"[dim]{len(await cm.history(thread, limit=1000))} checkpoints: the old branch is kept[/]")
 
 
-async def _tools_and_recall(cm: Convomem, settings: Settings, user: str, tag: str) -> None:
-    _step(5, "A tool call, and recall across conversations")
+async def _assistant_tools_and_recall(cm: Convomem, user: str, tag: str) -> None:
+    _step(5, "An assistant, a tool call, and recall across conversations")
     planted = f"{tag}-trip"
     _user_says(FLIGHT)
     await _turn(cm.chat(planted, FLIGHT, user_id=user))
     asking = f"{tag}-ask"
     console.print(
-        f"[dim]a new thread ({asking}) on a graph that offers the model the search_conversations tool and"
-        " calls it on the first round (tool_choice): left to choose, the 135M model never calls a tool[/]"
+        f"[dim]a new thread ({asking}) with the `recall` assistant (graphs/assistant_files/recall.toml):"
+        " its first message opens the thread, and each turn starts with a search_conversations call"
+        " (tool_choice; left to choose, the 135M model never calls a tool)[/]"
     )
-    tooled = settings.model_copy(
-        update={"tools": "search_conversations", "tool_choice": "search_conversations"}
-    )
-    async with open_convomem(tooled) as agent:
-        _user_says(QUESTION)
-        answer = await _turn(agent.chat(asking, QUESTION, user_id=user))
-        memory = (await agent.state(asking)).values.get("memory_context") or ""
+    opening = await cm.opening(asking, ASSISTANT)
+    console.print(f"[bold blue]assistant>[/] {opening}")
+    _user_says(QUESTION)
+    answer = await _turn(cm.chat(asking, QUESTION, user_id=user, assistant=ASSISTANT))
+    memory = (await cm.state(asking)).values.get("memory_context") or ""
     recalled = memory[memory.find(PASSAGES_HEADER) :] if PASSAGES_HEADER in memory else "(no passage matched)"
     console.print(
         f"[dim]recall across conversations put this in the prompt, without a tool call:[/]\n{recalled}"
     )
     if not _mentions(answer.reply, *FLIGHT_TIME):
         console.print(
-            "[yellow]note:[/] the reply does not give the time, though the tool's result and the recalled"
-            " passage both held it: the 135M model reads its context poorly. With a real model"
-            " (OPENAI_BASE_URL or OPENAI_API_KEY) the same graph answers from them."
+            "[yellow]note:[/] the reply does not give the time, though the recalled passage (and the"
+            " tool's result, when its query matched) held it: the 135M model reads its context poorly."
+            " With a real model (OPENAI_BASE_URL or OPENAI_API_KEY) the same assistant answers from them."
         )
 
 
@@ -252,6 +252,6 @@ async def run_demo(settings: Settings) -> None:
         await _memory_review(cm, user, tag)
         await _crash_and_resume(cm, user, tag)
         await _replay(cm, user, intro)
-        await _tools_and_recall(cm, settings, user, tag)
+        await _assistant_tools_and_recall(cm, user, tag)
     console.print()
     console.print(f"[bold]done.[/] Continue with: convomem chat --thread {intro} --user {user}")

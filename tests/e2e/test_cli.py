@@ -554,3 +554,4 @@ def test_demo_runs_its_five_steps(cli: Cli) -> None:
     tools = result.stdout[result.stdout.index("5/5") :]
     assert "⚙ search_conversations" in tools, "the tool call is shown"
     assert "half past six on Tuesday" in tools, "recall and the tool found the other conversation's words"
+    assert "Ask me about anything you told me before" in tools, "the recall assistant's first message"

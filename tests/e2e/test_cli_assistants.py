@@ -12,19 +12,19 @@ from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import system_prompt
 
 TRIAGE = load_assistants(SHIPPED_DIR).get("triage")
-UNKNOWN = "error: Unknown assistant 'nope': choose from default, travel-planner, triage."
+UNKNOWN = "error: Unknown assistant 'nope': choose from default, recall, travel-planner, triage."
 
 
 def test_list_show_and_check_the_shipped_assistants(cli: Cli) -> None:
     listed = json.loads(assert_ok(cli.run("assistants", "list", "--json")).stdout)
-    assert [a["name"] for a in listed] == ["default", "travel-planner", "triage"]
+    assert [a["name"] for a in listed] == ["default", "recall", "travel-planner", "triage"]
     assert all(Path(a["file"]).parent == SHIPPED_DIR for a in listed)
     shown = json.loads(assert_ok(cli.run("assistants", "show", "triage", "--json")).stdout)
     assert shown["response_schema"] == TRIAGE.response_schema
     assert shown["first_message"] == TRIAGE.first_message
     assert "triage" in assert_ok(cli.run("assistants", "list")).stdout
     assert "first_message" in assert_ok(cli.run("assistants", "show", "travel-planner")).stdout
-    assert "3 assistants OK" in assert_ok(cli.run("assistants", "check")).stdout
+    assert "4 assistants OK" in assert_ok(cli.run("assistants", "check")).stdout
     assert assert_clean_error(cli.run("assistants", "show", "nope")) == UNKNOWN
 
 

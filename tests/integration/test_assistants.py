@@ -111,7 +111,7 @@ async def test_an_unknown_assistant_is_one_line_and_nothing_is_written(
 ) -> None:
     with pytest.raises(InvalidInput) as raised:
         await finish(app.chat("t5", "hi", assistant="nope"))
-    assert str(raised.value) == "Unknown assistant 'nope': choose from default, travel-planner, triage."
+    assert str(raised.value) == "Unknown assistant 'nope': choose from default, recall, travel-planner, triage."
     assert checkpoint_count(database_url, "t5") == 0
 
 
@@ -122,7 +122,7 @@ async def test_the_assistant_chosen_at_open_is_the_default_of_new_threads(
         ended = await finish(app.chat("t6", "hello"))
         assert ended.reply is not None
         assert last_respond_prompt(fake_model).startswith(str(TRAVEL.instructions))
-        assert app.assistants.names() == ["default", "travel-planner", "triage"]
+        assert app.assistants.names() == ["default", "recall", "travel-planner", "triage"]
     (tmp_path / "bad.toml").write_text('name = "bad"\ntemperature = 9')
     with pytest.raises(ConfigError, match=r"bad\.toml: temperature: Input should be less than or equal to 2"):
         async with open_convomem(settings.model_copy(update={"assistants_dir": tmp_path})):

@@ -19,7 +19,7 @@ from tests.parity.server_driver import GRAPH, ServerDriver, user_says
 from tests.parity.support import assert_ok
 
 TRIAGE = load_assistants(SHIPPED_DIR).get("triage")
-UNKNOWN = "Unknown assistant 'nope': choose from default, travel-planner, triage."
+UNKNOWN = "Unknown assistant 'nope': choose from default, recall, travel-planner, triage."
 
 
 def respond_requests(rig: Rig, seen: int) -> list[dict[str, object]]:

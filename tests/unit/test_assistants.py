@@ -48,7 +48,7 @@ def problems_of(folder: Path) -> list[str]:
 
 def test_the_shipped_examples_are_valid_and_cover_first_message_tools_and_schema() -> None:
     registry = load_assistants(SHIPPED_DIR)
-    assert registry.names() == ["default", "travel-planner", "triage"]
+    assert registry.names() == ["default", "recall", "travel-planner", "triage"]
     assert registry.get("default").overrides() == {}
     assert registry.get("travel-planner").first_message
     assert registry.get("travel-planner").tools == ("search_conversations", "remember")
@@ -128,7 +128,7 @@ def test_a_missing_folder_and_an_unknown_default_assistant_are_config_errors(tmp
 def test_an_unknown_name_lists_the_known_ones() -> None:
     with pytest.raises(InvalidInput) as raised:
         load_assistants(SHIPPED_DIR).get("nope")
-    assert str(raised.value) == "Unknown assistant 'nope': choose from default, travel-planner, triage."
+    assert str(raised.value) == "Unknown assistant 'nope': choose from default, recall, travel-planner, triage."
     with pytest.raises(InvalidInput, match="choose from none"):
         AssistantRegistry(Path()).get("x")
 
