@@ -36,6 +36,8 @@ __all__ = [
     "delete_thread",
     "list_thread_infos",
     "new_thread_id",
+    "read_thread_info",
+    "restore_thread_row",
     "set_thread_status",
     "thread_title",
     "title_of",
@@ -97,7 +99,8 @@ _LIST_SQL = """
         coalesce(t.status, 'active') AS status, t.created_at, t.updated_at,
         coalesce(t.message_count, 0) AS messages
     FROM convomem_threads t FULL JOIN cp ON cp.thread_id = t.thread_id
-    WHERE (%(user)s::text IS NULL OR t.user_id = %(user)s)
+    WHERE (%(thread)s::text IS NULL OR coalesce(t.thread_id, cp.thread_id) = %(thread)s)
+        AND (%(user)s::text IS NULL OR t.user_id = %(user)s)
         AND (%(search)s::text IS NULL OR t.title ILIKE %(search)s ESCAPE '\\')
         AND (%(status)s::text = 'all' OR coalesce(t.status, 'active') = %(status)s)
     ORDER BY coalesce(t.updated_at, (cp.ts)::timestamptz) DESC NULLS LAST, 1
@@ -110,6 +113,13 @@ _STATUS_SQL = f"""
         WHERE thread_id = %(thread)s AND checkpoint_ns = '' AND metadata ? '{USER_KEY}'
         ORDER BY checkpoint_id DESC LIMIT 1), ''), %(status)s)
     ON CONFLICT (thread_id) DO UPDATE SET status = EXCLUDED.status
+"""
+_RESTORE_SQL = """
+    INSERT INTO convomem_threads AS t (thread_id, user_id, title, status, created_at, message_count)
+    VALUES (%(thread)s, %(user)s, %(title)s, %(status)s, coalesce(%(created)s, now()),
+        (SELECT count(*) FROM convomem_transcript WHERE thread_id = %(thread)s))
+    ON CONFLICT (thread_id) DO UPDATE SET user_id = EXCLUDED.user_id, title = EXCLUDED.title,
+        status = EXCLUDED.status, created_at = EXCLUDED.created_at, message_count = EXCLUDED.message_count
 """
 """A thread that has checkpoints but no row yet (a turn never reached reduce_history) gets one."""
 _LIKE_SPECIALS = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_"})
@@ -164,6 +174,7 @@ async def list_thread_infos(
     search: str | None = None,
     status: str = "active",
     limit: int = 100,
+    thread_id: str | None = None,
 ) -> list[ThreadInfo]:
     """Threads most recently updated first; `search` matches titles (case-insensitive, taken literally).
 
@@ -179,6 +190,7 @@ async def list_thread_infos(
         "search": None if not search else f"%{search.translate(_LIKE_SPECIALS)}%",
         "status": status,
         "limit": limit,
+        "thread": thread_id,
     }
     async with pool.connection() as conn:
         rows = await (await conn.execute(_LIST_SQL, params)).fetchall()
@@ -196,6 +208,28 @@ async def list_thread_infos(
         )
         for row in rows
     ]
+
+
+async def read_thread_info(pool: Pool, thread_id: str) -> ThreadInfo | None:
+    """One thread's listing entry (whatever its status), None when it has neither row nor checkpoint."""
+    found = await list_thread_infos(pool, status="all", limit=1, thread_id=validate_id(thread_id))
+    return found[0] if found else None
+
+
+async def restore_thread_row(
+    pool: Pool,
+    thread_id: str,
+    *,
+    user_id: str,
+    title: str,
+    status: ThreadStatus,
+    created_at: datetime | None,
+) -> None:
+    """Write an imported thread's row as exported (its count is what its transcript holds)."""
+    async with pool.connection() as conn:
+        await conn.execute(_RESTORE_SQL, {
+            "thread": thread_id, "user": user_id, "title": title, "status": status, "created": created_at,
+        })  # fmt: skip
 
 
 async def set_thread_status(pool: Pool, thread_id: str, status: ThreadStatus) -> None:

@@ -75,7 +75,8 @@ HIGHLIGHT_END = "\x03"
 does not use, so a renderer styles them without mistaking the user's own brackets or markup for them."""
 MAX_SEARCH_RESULTS = 1000
 
-INSERT_SQL = """
+INSERT_SQL = (
+    """
     WITH inserted AS (
     INSERT INTO convomem_transcript
         (thread_id, message_id, user_id, role, content, message, tokens, language, tsv)
@@ -90,7 +91,9 @@ INSERT_SQL = """
     ON CONFLICT (thread_id, message_id) DO NOTHING
     RETURNING 1
     )
-""" + UPSERT_SQL
+"""
+    + UPSERT_SQL
+)
 """The working set is archived every turn: rows already kept are skipped before their search vector is
 computed or a position drawn; ON CONFLICT covers two writers racing on one new message. The same statement
 upserts the thread's row (checkpoint.thread_info): its title, message count and time."""

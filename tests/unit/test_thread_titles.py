@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from langchain_core.messages import AIMessage, HumanMessage
 
-from checkpoint.thread_info import TITLE_CHARS, new_thread_id, thread_title, title_of
 from checkpoint.ids import validate_id
+from checkpoint.thread_info import TITLE_CHARS, new_thread_id, thread_title, title_of
 
 
 def test_the_first_human_message_titles_a_thread_without_summary() -> None:
