@@ -14,18 +14,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
-
-from langchain_core.messages import AnyMessage
+from typing import TYPE_CHECKING, Literal
 
 from checkpoint.connections import Pool
 from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import try_thread_lock_in_transaction
 from checkpoint.metadata import USER_KEY
-from checkpoint.saver import ConvomemSaver
 from checkpoint.threads import require_thread
 from nodes.errors import InvalidInput, ThreadBusy
-from nodes.tokens import text_of
+
+if TYPE_CHECKING:  # `convomem threads` lists without loading LangChain
+    from langchain_core.messages import AnyMessage
+
+    from checkpoint.saver import ConvomemSaver
 
 __all__ = [
     "THREADS_DDL",
@@ -161,6 +162,8 @@ def title_of(text: str) -> str:
 
 def thread_title(messages: Sequence[AnyMessage], summary: str = "") -> str:
     """The summary's first sentence when there is a summary, else the first human message of `messages`."""
+    from nodes.tokens import text_of
+
     if summary.strip():
         return title_of(_SENTENCE_END.split(summary.strip(), maxsplit=1)[0])
     first = next((m for m in messages if m.type == "human"), None)

@@ -4,13 +4,11 @@ export and import onto another database where the conversation continues."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from checkpoint.locks import LOCK_NAMESPACE, thread_lock_key
 from checkpoint.migrations import MIGRATIONS, apply_migrations
@@ -19,6 +17,7 @@ from checkpoint.transcript import TranscriptArchive
 from graphs.api import InvalidInput, ThreadBusy, UnknownThread, open_convomem
 from graphs.settings import Settings
 from nodes.prompts import SUMMARY_HEADER
+from tests.e2e.cli_support import fresh_database
 from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import checkpoint_count, message_texts, rows, system_prompt, transcript_rows
 
@@ -28,15 +27,8 @@ FIRST = "Plan a   trip\nto Lisbon in May"
 @pytest.fixture
 def other_database(postgres_root: tuple[Path, str]) -> Iterator[str]:
     """A second, empty database on the same server: where an exported thread is imported."""
-    _, root_url = postgres_root
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(root_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(root_url)
-    params["dbname"] = name
-    yield make_conninfo(**params)  # type: ignore[arg-type]
-    with psycopg.connect(root_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(postgres_root[1]) as url:
+        yield url
 
 
 def thread_row(url: str, thread_id: str) -> tuple[object, ...] | None:
