@@ -18,6 +18,7 @@ from tests.e2e.cli_support import (
     fresh_database,
     thread_rows,
 )
+from tests.e2e.pty_support import Terminal
 from tests.fake_openai import FakeOpenAIServer
 from tests.integration.support import message_texts, rows, transcript_rows
 
@@ -138,3 +139,21 @@ def test_chat_without_a_thread_starts_a_new_one(cli: Cli, database_url: str) -> 
     assert len(ids) == 2 and ids[0] != ids[1], (first.stderr, second.stderr)
     assert {t["thread_id"] for t in listed(cli)} == set(ids)
     assert "(new)" in first.stderr and first.stdout.strip(), "the reply stays on stdout"
+
+
+def test_delete_at_a_terminal_asks_whether_the_transcript_goes(cli: Cli, database_url: str) -> None:
+    for thread in ("kept", "dropped"):
+        assert_ok(cli.run("chat", "--thread", thread, "--user", "u", "-m", "hello"))
+    for thread, answer in (("kept", "n"), ("dropped", "y")):
+        with Terminal(cli, "delete", "--thread", thread) as term:
+            term.expect(rf"Delete thread {thread}\?")
+            term.line("y")
+            term.expect("transcript too")
+            term.line(answer)
+            assert term.wait() == 0
+    assert (
+        thread_rows(database_url, "kept").checkpoints
+        == thread_rows(database_url, "dropped").checkpoints
+        == ()
+    )
+    assert (transcript_rows(database_url, "kept"), transcript_rows(database_url, "dropped")) == (2, 0)
