@@ -54,8 +54,10 @@ class EmbeddingArchive:
     def language(self) -> str:
         return self.archive.language
 
-    async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None:
-        await self.archive(thread_id, user_id, messages)
+    async def __call__(
+        self, thread_id: str, user_id: str, messages: Sequence[AnyMessage], summary: str = ""
+    ) -> None:
+        await self.archive(thread_id, user_id, messages, summary)
         ids = [str(m.id) for m in messages if m.id]
         if not ids:
             return

@@ -1,4 +1,5 @@
-"""Thread queries and maintenance upstream lacks: list threads, undo a failed turn."""
+"""Thread queries and maintenance upstream lacks: does a thread exist, undo a failed turn (listing:
+checkpoint.thread_info)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,9 @@ from nodes.errors import UnknownCheckpoint, UnknownThread
 
 __all__ = [
     "RunHead",
-    "ThreadSummary",
     "all_thread_ids",
     "discard_checkpoints_after",
     "discard_run",
-    "list_threads",
     "pending_write_keys",
     "read_run_head",
     "require_thread",
@@ -27,32 +26,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class ThreadSummary:
-    thread_id: str
-    checkpoints: int
-    last_checkpoint_id: str
-    updated_at: str
-
-
 async def all_thread_ids(pool: Pool) -> list[str]:
     """Every thread with a checkpoint (for maintenance that walks them all)."""
     async with pool.connection() as conn:
         rows = await (await conn.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY 1")).fetchall()
     return [row["thread_id"] for row in rows]
-
-
-async def list_threads(pool: Pool, *, limit: int = 100) -> list[ThreadSummary]:
-    """Threads with their newest checkpoint, most recently active first."""
-    query = """
-        SELECT thread_id, count(*) AS checkpoints, max(checkpoint_id) AS last_checkpoint_id,
-               max(checkpoint->>'ts') AS updated_at
-        FROM checkpoints WHERE checkpoint_ns = ''
-        GROUP BY thread_id ORDER BY max(checkpoint_id) DESC LIMIT %s
-    """
-    async with pool.connection() as conn:
-        rows = await (await conn.execute(query, (limit,))).fetchall()
-    return [ThreadSummary(**row) for row in rows]
 
 
 async def discard_checkpoints_after(pool: Pool, thread_id: str, checkpoint_id: str | None) -> int:

@@ -18,6 +18,7 @@ from checkpoint.ids import validate_id, validate_user_id
 from checkpoint.locks import try_thread_lock_in_transaction
 from checkpoint.metadata import USER_KEY
 from checkpoint.saver import ConvomemSaver
+from checkpoint.thread_info import UPSERT_SQL, thread_title
 from nodes.errors import ConfigError, InvalidInput, ThreadBusy
 from nodes.namespaces import entity_namespace, user_prefix
 from nodes.tokens import count_tokens, text_of
@@ -74,7 +75,9 @@ HIGHLIGHT_END = "\x03"
 does not use, so a renderer styles them without mistaking the user's own brackets or markup for them."""
 MAX_SEARCH_RESULTS = 1000
 
-INSERT_SQL = """
+INSERT_SQL = (
+    """
+    WITH inserted AS (
     INSERT INTO convomem_transcript
         (thread_id, message_id, user_id, role, content, message, tokens, language, tsv)
     SELECT %(thread)s, m.id, %(user)s, m.role, m.content, m.message, m.tokens, %(language)s::text,
@@ -86,9 +89,14 @@ INSERT_SQL = """
     )
     ORDER BY m.ord
     ON CONFLICT (thread_id, message_id) DO NOTHING
+    RETURNING 1
+    )
 """
+    + UPSERT_SQL
+)
 """The working set is archived every turn: rows already kept are skipped before their search vector is
-computed or a position drawn; ON CONFLICT covers two writers racing on one new message."""
+computed or a position drawn; ON CONFLICT covers two writers racing on one new message. The same statement
+upserts the thread's row (checkpoint.thread_info): its title, message count and time."""
 ENTRIES_SQL = """
     SELECT position, thread_id, message_id, user_id, role, content, message, tokens, created_at
     FROM convomem_transcript WHERE {where} ORDER BY position
@@ -194,7 +202,9 @@ class TranscriptArchive:
         every turn. Only a shortcut: the table's key decides, so another process or a restart (which
         starts empty here) archives nothing twice."""
 
-    async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None:
+    async def __call__(
+        self, thread_id: str, user_id: str, messages: Sequence[AnyMessage], summary: str = ""
+    ) -> None:
         known = self._archived.get(thread_id, set())
         kept = [m for m in messages if m.id and m.id not in known]
         if not kept:
@@ -208,6 +218,8 @@ class TranscriptArchive:
             "contents": [_scrub(text_of(m)) for m in kept],
             "messages": [Jsonb(message_to_dict(m), dumps=_dumps) for m in kept],
             "tokens": [count_tokens([m]) for m in kept],
+            "title": thread_title(messages, summary),
+            "refresh": bool(summary.strip()),
         }
         async with self.pool.connection() as conn:
             await conn.execute(INSERT_SQL, params)
@@ -342,6 +354,7 @@ async def forget_user(pool: Pool, saver: ConvomemSaver, user_id: str) -> ForgetR
                     f"run `convomem forget --user {user_id}` again once it finishes."
                 )
         removed = await conn.execute("DELETE FROM convomem_transcript WHERE user_id = %(user)s", params)
+        await conn.execute("DELETE FROM convomem_threads WHERE thread_id = ANY(%s)", (threads,))
         memories = await conn.execute(FORGET_STORE_SQL, (_like_prefix(prefix) + "%",))
         bound = saver.bound_to(conn)
         for thread_id in threads:

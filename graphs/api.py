@@ -20,7 +20,7 @@ from langgraph.types import Command, StateSnapshot
 from checkpoint.ids import validate_id
 from checkpoint.locks import BUSY_TIMEOUT, OnBusy, ThreadWriter, is_thread_busy
 from checkpoint.persistence import Persistence, Pool, open_pool
-from checkpoint.threads import ThreadSummary, list_threads, require_thread, resolve_checkpoint
+from checkpoint.threads import require_thread, resolve_checkpoint
 from graphs.assistants import AssistantRegistry
 from graphs.composition import open_assistants, open_graph_parts
 from graphs.conversation import compile_graph
@@ -38,8 +38,9 @@ from graphs.events import (
 from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
 from graphs.logs import configure_logging
-from graphs.memory_api import EntityMentions, MemoryApi
+from graphs.memory_api import EntityMentions
 from graphs.settings import Durability, Settings
+from graphs.thread_api import ThreadApi, ThreadDeleted, ThreadExport, ThreadInfo
 from graphs.turn_graph import TurnGraph, unfinished
 from graphs.turn_runner import RunPlan, TurnRunner, interrupts_of, thread_config
 from nodes.config import GraphConfig
@@ -82,6 +83,9 @@ __all__ = [
     "RunCancelled",
     "Settings",
     "ThreadBusy",
+    "ThreadDeleted",
+    "ThreadExport",
+    "ThreadInfo",
     "TooManyRuns",
     "ToolCall",
     "ToolResult",
@@ -97,7 +101,7 @@ MAX_CONCURRENT_RUNS = 16
 """Default size of the lock pool: runs one process can have in flight at once, each holding a connection."""
 
 
-class Convomem(MemoryApi):
+class Convomem(ThreadApi):
     """One process's handle on the graph and its persistence; every method is safe to call per request.
 
     Runs (chat, resume, replay, fork) hold their thread's lock across processes from before their checks
@@ -294,9 +298,6 @@ class Convomem(MemoryApi):
     async def require_thread(self, thread_id: str) -> None:
         """UnknownThread unless a run has used the thread."""
         await require_thread(self.persistence.pool, validate_id(thread_id))
-
-    async def threads(self, *, limit: int = 100) -> list[ThreadSummary]:
-        return await list_threads(self.persistence.pool, limit=limit)
 
     async def resolve_checkpoint(self, thread_id: str, prefix: str) -> str:
         """The full id of the thread's checkpoint starting with `prefix`; UnknownThread, or UnknownCheckpoint

@@ -46,6 +46,7 @@ __all__ = [
     "run_with_pool",
     "run_with_settings",
     "shown_as",
+    "thread_commands",
 ]
 
 T = TypeVar("T")
@@ -61,6 +62,8 @@ app = typer.Typer(
 # its commands on its group (see _define_area_commands). Groups without a name add their commands to the root.
 conversation_commands = typer.Typer()
 """chat, resume, threads, history, replay, fork: graphs/cli_conversation.py."""
+thread_commands = typer.Typer()
+"""archive, delete, export, import: graphs/cli_threads.py."""
 memory_commands = typer.Typer()
 """entities, entity, profile, search, transcript, stats, forget: graphs/cli_memory.py."""
 demo_commands = typer.Typer()
@@ -68,6 +71,7 @@ demo_commands = typer.Typer()
 database_app = typer.Typer(help="The database: setup, status, stop.", no_args_is_help=True)
 """`convomem db`: graphs/cli_database.py."""
 app.add_typer(conversation_commands)
+app.add_typer(thread_commands)
 app.add_typer(memory_commands)
 app.add_typer(demo_commands)
 model_app = typer.Typer(help="The embedded local model server: status, stop.", no_args_is_help=True)
@@ -278,6 +282,7 @@ def demo() -> None:
 
 _AREA_MODULES = (
     "graphs.cli_conversation",
+    "graphs.cli_threads",
     "graphs.cli_memory",
     "graphs.cli_assistants",
     "graphs.cli_database",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, cast, get_args
 
 import typer
@@ -31,6 +31,8 @@ from graphs.events import TurnEvent
 from nodes.errors import InvalidInput
 
 if TYPE_CHECKING:
+    from checkpoint.connections import Pool
+    from checkpoint.thread_info import ThreadInfo
     from graphs.api import Convomem
     from graphs.settings import Durability
 
@@ -136,9 +138,26 @@ def _stream_turn(on_busy: str, busy_timeout: float, start: StartTurn) -> None:
 
 
 # -- the commands ---------------------------------------------------------------------------------------
+NewThread = Annotated[
+    str | None, typer.Option("--thread", "-t", help="Conversation thread id (default: a new thread).")
+]
+
+
+def _thread_or_new(thread: str | None) -> str:
+    """The given thread, or a new id, announced on stderr (stdout stays the reply) so it can be continued."""
+    if thread is not None:
+        return thread
+    from checkpoint.thread_info import new_thread_id
+    from graphs.cli_tables import errors
+
+    created = new_thread_id()
+    errors.print(f"thread {created} (new): continue it with --thread {created}")
+    return created
+
+
 @conversation_commands.command()
 def chat(
-    thread: Thread = "default",
+    thread: NewThread = None,
     user: User = None,
     message: Annotated[
         str | None, typer.Option("--message", "-m", help="Send one message and exit; '-' reads stdin.")
@@ -158,7 +177,8 @@ def chat(
     on_busy: OnBusy = "reject",
     busy_timeout: BusyTimeout = BUSY_TIMEOUT,
 ) -> None:
-    """Chat on a thread; the reply streams. Without --message, an interactive session (Ctrl-D quits)."""
+    """Chat on a thread (without --thread, a new one); the reply streams. Without --message, an
+    interactive session (Ctrl-D quits)."""
     with reported_errors():
         options: dict[str, Any] = {
             "review_memory": review,
@@ -169,12 +189,13 @@ def chat(
             **_busy_options(on_busy, busy_timeout),
         }
         one_shot = _read_stdin() if message == "-" else message
+        chosen = _thread_or_new(thread if thread is None else checked_thread(thread))
     if one_shot is None:
         from graphs.cli_session import run_session
 
-        run_with(lambda cm: run_session(cm, thread, user, options))
+        run_with(lambda cm: run_session(cm, chosen, user, options))
     else:
-        run_with(lambda cm: _converse(cm, thread, user, one_shot, options))
+        run_with(lambda cm: _converse(cm, chosen, user, one_shot, options))
 
 
 @conversation_commands.command()
@@ -222,12 +243,23 @@ def pending(
 
 
 @conversation_commands.command()
-def threads(limit: Annotated[int, typer.Option(min=1)] = 50, as_json: AsJson = False) -> None:
-    """List threads, most recently active first."""
-    from checkpoint.threads import list_threads
+def threads(
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's threads.")] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", "-s", help="Only titles containing this text (any case).")
+    ] = None,
+    status: Annotated[str, typer.Option(help="active (default) | archived | all.")] = "active",
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+    as_json: AsJson = False,
+) -> None:
+    """List threads, most recently updated first: title, user, status, messages, updated."""
+    from checkpoint.thread_info import list_thread_infos
     from graphs.cli_tables import render_threads
 
-    run_with_pool(lambda pool: list_threads(pool, limit=limit), show=shown_as(render_threads, as_json))
+    def listed(pool: Pool) -> Awaitable[list[ThreadInfo]]:
+        return list_thread_infos(pool, user_id=user, search=search, status=status, limit=limit)
+
+    run_with_pool(listed, show=shown_as(render_threads, as_json))
 
 
 @conversation_commands.command()

@@ -11,7 +11,7 @@ from rich.table import Column, Table
 
 if TYPE_CHECKING:
     from checkpoint.status import DatabaseStatus
-    from checkpoint.threads import ThreadSummary
+    from checkpoint.thread_info import ThreadInfo
     from graphs.events import CheckpointInfo
 
 __all__ = [
@@ -31,11 +31,20 @@ console = Console(highlight=False)
 errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one line per error, even in a pipe
 
 
-def render_threads(threads: list[ThreadSummary]) -> None:
-    table = Table("thread", "checkpoints", "updated")
+def render_threads(threads: list[ThreadInfo]) -> None:
+    # One line per thread: the id whole (the other commands take it), the title cut to fit.
+    title = Column("title", no_wrap=True, overflow="ellipsis")
+    table = Table(Column("thread", no_wrap=True), title, "user", "status", "messages", "updated")
     for thread in threads:
-        table.add_row(thread.thread_id, str(thread.checkpoints), thread.updated_at)
-    console.print(table if threads else "no threads yet")
+        table.add_row(
+            thread.thread_id,
+            escape(thread.title) or "[dim](untitled)[/]",
+            escape(thread.user_id or ""),
+            thread.status,
+            str(thread.messages),
+            thread.updated_at[:19].replace("T", " "),
+        )
+    console.print(table if threads else "no threads")
 
 
 def render_history(history: list[CheckpointInfo]) -> None:

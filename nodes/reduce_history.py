@@ -18,9 +18,12 @@ __all__ = ["Archive", "Compact", "make_reduce_history"]
 
 class Archive(Protocol):
     """Keeps messages for good (checkpoint.transcript in production); idempotent by message id, so the
-    same messages archived again, on every turn or by a re-run after a crash, are stored once."""
+    same messages archived again, on every turn or by a re-run after a crash, are stored once. `summary`
+    (the thread's running summary, empty before the first fold) lets it title the thread."""
 
-    async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None: ...
+    async def __call__(
+        self, thread_id: str, user_id: str, messages: Sequence[AnyMessage], summary: str = ""
+    ) -> None: ...
 
 
 class Compact(Protocol):
@@ -57,7 +60,7 @@ def make_reduce_history(
                 _log.warning("compaction of thread %r skipped: %s", thread_id, error)
         if archive is not None and messages and thread_id:
             try:
-                await archive(thread_id, memory_user(state, runtime), messages)
+                await archive(thread_id, memory_user(state, runtime), messages, state.get("summary") or "")
             except Exception as error:
                 _log.warning("transcript archive failed, nothing leaves the working set this turn: %s", error)
                 return update

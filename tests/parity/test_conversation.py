@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from checkpoint.thread_info import thread_title
 from tests.integration.support import system_prompt
 from tests.parity.drivers import Outcome
 from tests.parity.probe import ThreadView
@@ -117,3 +118,15 @@ async def test_transcript_keeps_every_message_once(rig: Rig, path: str, db: str)
     assert {e.user_id for e in entries} == {talk.user}
     assert len(talk.final.messages) < len(entries), "nothing folded: the transcript was not put to work"
     assert set(talk.final.ids) <= {e.message_id for e in entries}  # what stays is archived as it is
+
+
+async def test_every_path_keeps_the_thread_row(rig: Rig, path: str, db: str) -> None:
+    """The thread's row (owner, title, count) is written by the graph, so the server keeps it too."""
+    talk = await conversation(rig, path, db)
+    probe = await rig.probe(db)
+    assert_turns_ok(talk)
+
+    [info] = await probe.cm.threads(user=talk.user)
+    assert (info.thread_id, info.status, info.messages) == (talk.thread, "active", 2 * len(TURNS))
+    assert talk.final.summary, "the conversation folded"
+    assert info.title == thread_title([], talk.final.summary), "titled by the summary's first sentence"

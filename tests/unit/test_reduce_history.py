@@ -31,8 +31,12 @@ class RecordingArchive:
         self.calls: list[tuple[str, str, list[str], list[str]]] = []
         self.graph_ref = graph_ref
         self.fail = fail
+        self.summaries: list[str] = []
 
-    async def __call__(self, thread_id: str, user_id: str, messages: Sequence[AnyMessage]) -> None:
+    async def __call__(
+        self, thread_id: str, user_id: str, messages: Sequence[AnyMessage], summary: str = ""
+    ) -> None:
+        self.summaries.append(summary)
         state = await self.graph_ref[0].aget_state(CONFIG)
         present = [m.id or "" for m in state.values["messages"]]
         self.calls.append((thread_id, user_id, [m.id or "" for m in messages], present))
@@ -89,6 +93,14 @@ async def test_the_user_who_started_the_turn_owns_the_archive() -> None:
     await graph.ainvoke(None, CONFIG, context=Context(user_id="someone-else"))
 
     assert archive.calls[0][1] == "starter"
+
+
+async def test_the_running_summary_goes_to_the_archive_to_title_the_thread() -> None:
+    graph, archive = await prepared(summarized_ids=["h1"], summary="Trip to Lisbon. Flights booked.")
+
+    await graph.ainvoke(None, CONFIG, context=Context(user_id="u1"))
+
+    assert archive.summaries == ["Trip to Lisbon. Flights booked."]
 
 
 async def test_a_failed_archive_removes_nothing_and_the_next_turn_catches_up() -> None:
