@@ -21,12 +21,13 @@ from graphs.assistants import (
     load_assistants,
     read_assistant_files,
 )
-from graphs.composition import open_assistants
+from graphs.composition import assistant_tools, open_assistants
 from graphs.conversation import build_graph, compile_graph
 from graphs.settings import Settings
 from graphs.turn_graph import TurnGraph, TurnRules
 from nodes.config import GraphConfig, TurnSettings
 from nodes.errors import ConfigError, InvalidInput
+from nodes.memory_tools import FoundMessage
 from tests.support.fakes import ScriptedModel
 from tests.support.graphs import CONFIG
 
@@ -149,10 +150,16 @@ class KwargsModel(ScriptedModel):
         return super()._generate(messages, stop=stop, run_manager=run_manager, **kw)
 
 
+async def nothing_found(query: str, *, user_id: str, thread_id: str | None, limit: int) -> list[FoundMessage]:
+    """The transcript search (Postgres) of search_conversations, which unit tests have not."""
+    return []
+
+
 def assistant_graph(model: ScriptedModel, folder: Path = SHIPPED_DIR) -> TurnGraph:
     config = GraphConfig()
     registry = load_assistants(folder)
-    builder = build_graph(config, model, assistants=registry)
+    tools = assistant_tools(registry, search=nothing_found)  # as the composition root gives them
+    builder = build_graph(config, model, assistants=registry, assistant_tools=tools)
     rules = TurnRules(config, assistants=registry)
     return compile_graph(builder, rules, checkpointer=InMemorySaver(), store=InMemoryStore())
 
@@ -188,7 +195,7 @@ async def test_a_run_without_an_assistant_keeps_the_process_settings() -> None:
 async def test_an_unknown_assistant_is_refused_before_anything_is_written() -> None:
     graph = assistant_graph(KwargsModel())
     message = {"messages": [{"role": "user", "content": "hi"}]}
-    with pytest.raises(InvalidInput, match=r"^Unknown assistant 'nope': choose from default, travel-planner"):
+    with pytest.raises(InvalidInput, match=r"^Unknown assistant 'nope': choose from default, recall, travel"):
         await graph.ainvoke(message, CONFIG, context={"assistant": "nope"})
     with pytest.raises(InvalidInput, match="`assistant` must be a string"):
         await graph.ainvoke(message, CONFIG, context={"assistant": 3})
