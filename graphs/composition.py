@@ -108,4 +108,4 @@ async def open_graph_parts(
             passages=TranscriptRecall(pool, archive.language, embeddings),
             tools=[*builtin_tools(settings, search, local=local), *tools],
         )
-        yield GraphParts(builder, TurnRules(config, pool), archive, pool)
+        yield GraphParts(builder, TurnRules(config, pool, clock=utc_now), archive, pool)
