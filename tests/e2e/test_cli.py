@@ -244,6 +244,8 @@ COMMANDS = [
     ("stats",),
     ("forget",),
     ("demo",),
+    ("ops",),
+    ("health",),
     ("db",),
     ("db", "setup"),
     ("db", "status"),

@@ -9,8 +9,9 @@ import graphs.api
 # fmt: off
 PUBLIC_NAMES = [
     "MAX_CONCURRENT_RUNS", "CheckpointInfo", "ConfigError", "Context", "Convomem", "ConvomemError",
-    "DatabaseUnavailable", "EntityMentions", "GraphConfig", "InvalidInput", "ModelUnavailable",
-    "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyDone", "ReplyToken", "RunCancelled", "Settings",
+    "DatabaseUnavailable", "EntityMentions", "GraphConfig", "HealthCheck", "HealthReport", "InvalidInput",
+    "ModelUnavailable", "NothingToResume", "OnBusy", "OpsReport", "PendingInterrupt", "ReplyDone",
+    "ReplyToken", "RunCancelled", "Settings",
     "ThreadBusy", "TooManyRuns", "ToolCall", "ToolResult", "TurnEnded", "TurnEvent", "UnknownCheckpoint",
     "UnknownThread",
     "open_convomem",
