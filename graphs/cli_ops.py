@@ -73,13 +73,19 @@ async def _ops(pool: Pool, window: timedelta, user_id: str | None, as_json: bool
         report = await read()
         print_json(report) if as_json else console.print(ops_view(report))
         return
+    from contextlib import nullcontext
+
     from rich.live import Live
 
-    with Live(ops_view(await read()), console=console, auto_refresh=False) as live:
+    # A terminal redraws in place; a pipe or file (where Live shows nothing until it stops) gets each
+    # refresh printed after the last.
+    live = Live(console=console, auto_refresh=False) if console.is_terminal else None
+    with live or nullcontext():
         try:
             while True:
+                view = ops_view(await read())
+                live.update(view, refresh=True) if live else console.print(view)
                 await asyncio.sleep(WATCH_SECONDS)
-                live.update(ops_view(await read()), refresh=True)
         except asyncio.CancelledError:
             return  # Ctrl-C: asyncio.run cancels this task; returning from it ends the command with 0
 
