@@ -12,18 +12,24 @@ from urllib.parse import unquote
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from langgraph_sdk import Auth
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from graphs.auth import identify
 from graphs.database import open_database
 from graphs.http_errors import convomem_error_response
 from graphs.input_rules import check_thread_id
+from graphs.metrics import REGISTRY
 from graphs.settings import Settings
 from nodes.errors import ConvomemError, InvalidInput
 
-__all__ = ["app", "checkpointer", "store"]
+__all__ = ["app", "checkpointer", "metrics", "store"]
 
 
 @asynccontextmanager
@@ -59,10 +65,30 @@ class ThreadIdRule:
         await self.app(scope, receive, send)
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this server's runs. langgraph-api does not run its auth on custom routes, so
+    the API's rule is applied here: without CONVOMEM_API_TOKENS loopback clients only, with them a valid
+    `Authorization: Bearer <token>` (any identity: the numbers are the whole server's, no user's data)."""
+    settings = Settings()
+    try:
+        identify(
+            request.headers.get("authorization"),
+            request.scope,
+            settings.api_token_table,
+            local_user=settings.user_id,
+        )
+    except Auth.exceptions.HTTPException as refusal:
+        return PlainTextResponse(
+            str(refusal.detail), status_code=refusal.status_code, headers=refusal.headers
+        )
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+
 app = Starlette(
+    routes=[Route("/metrics", metrics)],
     middleware=[Middleware(ThreadIdRule)],
     exception_handlers={ConvomemError: convomem_error_response},
 )
-"""The custom HTTP app (langgraph.json `http.app`): its middleware refuses malformed thread ids, and its
-exception handler answers a ConvomemError the graph raises during a request (a state edit that breaks the
-input rules) with its 4xx and message."""
+"""The custom HTTP app (langgraph.json `http.app`): /metrics for Prometheus; its middleware refuses
+malformed thread ids, and its exception handler answers a ConvomemError the graph raises during a request
+(a state edit that breaks the input rules) with its 4xx and message."""
