@@ -1,16 +1,14 @@
-"""Prometheus metrics of this process's runs (every path that runs the graph here counts), served by
-LangGraph Server's custom HTTP app at /metrics; prometheus_client writes the format."""
+"""Prometheus metrics of this process's runs (every path that runs the graph here counts), in
+prometheus_client's default registry: LangGraph Server's own /metrics serves that registry, so the
+convomem_* series appear there next to the server's; prometheus_client writes the format."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, Counter, Histogram
 
 from checkpoint.run_records import RunRecord
 
 __all__ = ["REGISTRY", "observe_run"]
-
-REGISTRY = CollectorRegistry(auto_describe=True)
-"""convomem's own registry: only these metrics, whatever else the process registers globally."""
 
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
