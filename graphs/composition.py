@@ -19,6 +19,7 @@ from graphs.conversation import build_graph, utc_now
 from graphs.database import database_url
 from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
+from graphs.tracing import otlp_tracer
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
 from nodes.memory_tools import ConversationSearch, Passage, make_memory_tools, select_builtin_tools
@@ -108,4 +109,4 @@ async def open_graph_parts(
             passages=TranscriptRecall(pool, archive.language, embeddings),
             tools=[*builtin_tools(settings, search, local=local), *tools],
         )
-        yield GraphParts(builder, TurnRules(config, pool, clock=utc_now), archive, pool)
+        yield GraphParts(builder, TurnRules(config, pool, clock=utc_now, tracer=otlp_tracer()), archive, pool)

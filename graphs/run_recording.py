@@ -19,13 +19,13 @@ from checkpoint.connections import Pool
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.run_records import RunRecord, write_run_record
 from graphs import metrics
+from graphs.tracing import node_of
 from nodes.tokens import count_tokens
 
 __all__ = ["RunObserver", "RunOutcome", "build_record", "run_id_of", "save_run_record"]
 
 _log = logging.getLogger("convomem.runs")
 
-_STEP_TAG = "graph:step:"
 _FIRST_TOKEN_NODE = "respond"
 
 
@@ -70,12 +70,12 @@ class RunObserver(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        node = (metadata or {}).get("langgraph_node")
-        namespace = str((metadata or {}).get("langgraph_checkpoint_ns") or run_id)
-        if node is None or "|" in namespace or not any(t.startswith(_STEP_TAG) for t in tags or ()):
+        found = node_of(tags, metadata)
+        if found is None:
             return  # not a node of this graph (a chain inside a node, or a subgraph's node)
-        self._nodes[run_id] = (str(node), self.timer())
-        self._attempts[namespace] += 1
+        node, namespace = found
+        self._nodes[run_id] = (node, self.timer())
+        self._attempts[namespace or str(run_id)] += 1
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._node_done(run_id)

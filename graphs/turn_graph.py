@@ -23,6 +23,7 @@ from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
+from opentelemetry.trace import Tracer
 from psycopg import OperationalError
 
 from checkpoint.ids import validate_user_id
@@ -37,6 +38,7 @@ from graphs.input_rules import (
     check_turn_input,
 )
 from graphs.run_recording import RunObserver, RunOutcome, run_id_of, save_run_record
+from graphs.tracing import RunTrace
 from nodes.config import GraphConfig
 from nodes.errors import (
     ConvomemError,
@@ -64,6 +66,8 @@ class TurnRules:
     pool: Pool | None = None
     clock: Callable[[], datetime] = field(default=partial(datetime.now, UTC))
     timer: Callable[[], float] = time.monotonic
+    tracer: Tracer | None = None
+    """OpenTelemetry: a span per run, a child span per node (None: no traces)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         rules = self.rules
         plan = await self.check_run(input, config, context)
         observer = RunObserver(rules.timer)
+        traced = RunTrace(rules.tracer) if rules.tracer is not None else None
         started_at = rules.clock()
         stamped: RunnableConfig = merge_configs(
             {
@@ -168,7 +173,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
                     REVIEW_KEY: plan.context.review_memory,
                 },
             },
-            {"callbacks": [observer]},
+            {"callbacks": [observer] if traced is None else [observer, traced]},
         )
         status, failure = "error", None
         try:
@@ -185,7 +190,9 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         finally:
             run_id = run_id_of(config, lambda: str(uuid.uuid4()))
             outcome = RunOutcome(run_id, plan.thread_id, plan.context.user_id, started_at, status, failure)
-            await save_run_record(rules.pool, outcome, observer, rules.clock())
+            record = await save_run_record(rules.pool, outcome, observer, rules.clock())
+            if traced is not None:
+                traced.finish(record)
 
     async def aupdate_state(
         self, config: RunnableConfig, values: Any, as_node: str | None = None, task_id: str | None = None
