@@ -19,6 +19,7 @@ from psycopg import OperationalError, sql
 from checkpoint.connections import Conn, Pool
 from checkpoint.locks import RUN_REQUESTS_DDL
 from checkpoint.passage_vectors import EMBEDDING_DDL
+from checkpoint.run_records import RUN_RECORDS_DDL
 from checkpoint.thread_info import THREADS_DDL
 from checkpoint.transcript import TRANSCRIPT_DDL
 
@@ -76,6 +77,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0003_transcript", TRANSCRIPT_DDL),
     # An embedding per transcript passage, for hybrid recall when an embedding model is configured.
     Migration("0004_transcript_embedding", EMBEDDING_DDL),
+    # One row per run on every path: status, time per node, time to first token, tokens, errors.
+    Migration("0005_run_records", RUN_RECORDS_DDL),
     # A row per thread (owner, title, status, times, message count), backfilled from the transcript.
     Migration("0006_thread_info", THREADS_DDL),
 )

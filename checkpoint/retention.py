@@ -22,6 +22,7 @@ from psycopg import DataError, IntegrityError, InternalError, Rollback, errors
 
 from checkpoint.connections import Conn, Pool
 from checkpoint.locks import is_thread_busy, try_thread_lock_in_transaction
+from checkpoint.run_records import delete_run_records_before
 from checkpoint.saver import ConvomemSaver
 from nodes.errors import ConfigError, InvalidInput
 
@@ -111,6 +112,8 @@ class PruneReport:
     examined: int = 0
     pruned: tuple[ThreadPruned, ...] = ()
     skipped: tuple[ThreadSkipped, ...] = ()
+    run_records: int = 0
+    """Run records of runs started before the cutoff, removed (or, in a dry run, that would be)."""
 
     @property
     def checkpoints(self) -> int:
@@ -158,6 +161,7 @@ async def prune_threads(
     `keep_latest` keeps each namespace's latest checkpoint (and what a DeltaChannel needs to rebuild it),
     so the thread loads and continues as before; `delete` removes the thread's checkpoints entirely (the
     transcript keeps the conversation). Threads with a pending interrupt or a running run are skipped.
+    Run records of runs started before the cutoff go too (all users'), whatever the strategy.
     `dry_run` reports exactly what would go and changes nothing.
     """
     if strategy not in STRATEGIES:
@@ -172,15 +176,17 @@ async def prune_threads(
             skipped.append(outcome)
         elif outcome.checkpoints or outcome.bytes:
             pruned.append(outcome)
-    report = PruneReport(cutoff, strategy, dry_run, len(threads), tuple(pruned), tuple(skipped))
+    records = await delete_run_records_before(pool, cutoff, dry_run=dry_run)
+    report = PruneReport(cutoff, strategy, dry_run, len(threads), tuple(pruned), tuple(skipped), records)
     _log.info(
-        "%s%s: %d threads, %d checkpoints, %d bytes (%d skipped)",
+        "%s%s: %d threads, %d checkpoints, %d bytes (%d skipped), %d run records",
         "dry run of " if dry_run else "",
         strategy,
         len(pruned),
         report.checkpoints,
         report.bytes,
         len(skipped),
+        records,
     )
     return report
 

@@ -10,6 +10,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
@@ -23,7 +24,7 @@ from checkpoint.persistence import Persistence, Pool, open_pool
 from checkpoint.threads import require_thread, resolve_checkpoint
 from graphs.assistants import AssistantRegistry
 from graphs.composition import open_assistants, open_graph_parts
-from graphs.conversation import compile_graph
+from graphs.conversation import compile_graph, utc_now
 from graphs.database import database_url, open_database
 from graphs.events import (
     CheckpointInfo,
@@ -39,6 +40,7 @@ from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
 from graphs.logs import configure_logging
 from graphs.memory_api import EntityMentions
+from graphs.operations import HealthCheck, HealthReport, OpsReport, check_health, ops_report
 from graphs.settings import Durability, Settings
 from graphs.thread_api import ThreadApi, ThreadDeleted, ThreadExport, ThreadInfo
 from graphs.turn_graph import TurnGraph, unfinished
@@ -72,10 +74,13 @@ __all__ = [
     "DatabaseUnavailable",
     "EntityMentions",
     "GraphConfig",
+    "HealthCheck",
+    "HealthReport",
     "InvalidInput",
     "ModelUnavailable",
     "NothingToResume",
     "OnBusy",
+    "OpsReport",
     "PendingInterrupt",
     "ReplyDone",
     "ReplyNotValid",
@@ -309,6 +314,17 @@ class Convomem(ThreadApi):
         UnknownThread for a thread that never existed."""
         await self.require_thread(thread_id)
         return await checkpoint_history(self.graph, self.config(thread_id), limit=limit)
+
+    # -- operations ---------------------------------------------------------------------------
+    async def ops(
+        self, window: timedelta | str = timedelta(hours=1), *, user_id: str | None = None
+    ) -> OpsReport:
+        """The run records of the last `window` ("1h", "30m" or a timedelta), everyone's or one user's."""
+        return await ops_report(self.persistence.pool, window=window, now=utc_now(), user_id=user_id)
+
+    async def health(self) -> HealthReport:
+        """Database, migrations, model server and recent error rate: healthy, degraded or down."""
+        return await check_health(self.settings, now=utc_now(), pool=self.persistence.pool)
 
 
 def answers_for(pending: Sequence[Any]) -> str:

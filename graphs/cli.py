@@ -36,6 +36,7 @@ __all__ = [
     "database_app",
     "memory_commands",
     "model_app",
+    "ops_commands",
     "print_error",
     "read_settings",
     "reported_errors",
@@ -68,12 +69,15 @@ memory_commands = typer.Typer()
 """entities, entity, profile, search, transcript, stats, forget: graphs/cli_memory.py."""
 demo_commands = typer.Typer()
 """`demo`, defined below: a group of its own only so that --help lists it after the memory commands."""
+ops_commands = typer.Typer()
+"""ops, health: graphs/cli_ops.py."""
 database_app = typer.Typer(help="The database: setup, status, stop.", no_args_is_help=True)
 """`convomem db`: graphs/cli_database.py."""
 app.add_typer(conversation_commands)
 app.add_typer(thread_commands)
 app.add_typer(memory_commands)
 app.add_typer(demo_commands)
+app.add_typer(ops_commands)
 model_app = typer.Typer(help="The embedded local model server: status, stop.", no_args_is_help=True)
 """`convomem model`: graphs/cli_model.py."""
 assistants_app = typer.Typer(help="Assistant files: list, show, check.", no_args_is_help=True)
@@ -287,6 +291,7 @@ _AREA_MODULES = (
     "graphs.cli_assistants",
     "graphs.cli_database",
     "graphs.cli_model",
+    "graphs.cli_ops",
 )
 
 

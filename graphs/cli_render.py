@@ -124,7 +124,7 @@ def render_prune(report: PruneReport) -> None:
     console.print(
         f"{verb} {len(report.pruned)} of {report.examined} threads idle since "
         f"{report.cutoff:%Y-%m-%d %H:%M} UTC ({report.strategy}): {report.checkpoints} checkpoints, "
-        f"{report.bytes / 1024:.0f} KiB"
+        f"{report.bytes / 1024:.0f} KiB; {report.run_records} run records started before then"
     )
     if report.pruned:
         table = Table("thread", "checkpoints", "KiB")

@@ -23,6 +23,7 @@ from graphs.database import database_url
 from graphs.models import embedding_model, shared_chat_model, shared_recognizer
 from graphs.settings import Settings, graph_config
 from graphs.tool_specs import load_tool
+from graphs.tracing import otlp_tracer
 from graphs.turn_graph import TurnRules
 from nodes.config import for_model
 from nodes.errors import ConfigError, InvalidInput
@@ -175,5 +176,12 @@ async def open_graph_parts(
             assistant_tools=assistant_tools(assistants, search),
             schema_style="json_object" if local else "json_schema",
         )
-        rules = TurnRules(config, pool, assistants=assistants, default_assistant=settings.assistant)
+        rules = TurnRules(
+            config,
+            pool,
+            assistants=assistants,
+            default_assistant=settings.assistant,
+            clock=utc_now,
+            tracer=otlp_tracer(),
+        )
         yield GraphParts(builder, rules, archive, pool)

@@ -12,18 +12,23 @@ from urllib.parse import unquote
 
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.store.postgres.aio import AsyncPostgresStore
+from langgraph_sdk import Auth
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from graphs.auth import identify
 from graphs.database import open_database
 from graphs.http_errors import convomem_error_response
 from graphs.input_rules import check_thread_id
 from graphs.settings import Settings
 from nodes.errors import ConvomemError, InvalidInput
 
-__all__ = ["app", "checkpointer", "store"]
+__all__ = ["METRICS_PATH", "MetricsRule", "app", "checkpointer", "metrics", "store"]
 
 
 @asynccontextmanager
@@ -59,10 +64,42 @@ class ThreadIdRule:
         await self.app(scope, receive, send)
 
 
+METRICS_PATH = "/metrics"
+
+
+class MetricsRule:
+    """ASGI middleware: /metrics (langgraph-api's own route, which cannot be shadowed and has no auth,
+    and this app's) follows the API's rule. Without CONVOMEM_API_TOKENS loopback clients only; with them
+    a valid `Authorization: Bearer <token>` (any identity: the numbers are the server's, no user's data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].rstrip("/") == METRICS_PATH:
+            settings = Settings()
+            authorization = Request(scope).headers.get("authorization")
+            try:
+                identify(authorization, scope, settings.api_token_table, local_user=settings.user_id)
+            except Auth.exceptions.HTTPException as refusal:
+                detail = str(refusal.detail)
+                refused = PlainTextResponse(detail, status_code=refusal.status_code, headers=refusal.headers)
+                await refused(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def metrics(request: Request) -> Response:
+    # No docstring: langgraph-api parses route docstrings as YAML for its OpenAPI schema. Under
+    # langgraph-api its own /metrics answers first, from the same default registry.
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
 app = Starlette(
-    middleware=[Middleware(ThreadIdRule)],
+    routes=[Route(METRICS_PATH, metrics)],
+    middleware=[Middleware(MetricsRule), Middleware(ThreadIdRule)],
     exception_handlers={ConvomemError: convomem_error_response},
 )
-"""The custom HTTP app (langgraph.json `http.app`): its middleware refuses malformed thread ids, and its
-exception handler answers a ConvomemError the graph raises during a request (a state edit that breaks the
-input rules) with its 4xx and message."""
+"""The custom HTTP app (langgraph.json `http.app`): /metrics for Prometheus; its middleware refuses
+malformed thread ids, and its exception handler answers a ConvomemError the graph raises during a request
+(a state edit that breaks the input rules) with its 4xx and message."""

@@ -7,19 +7,25 @@ user and review setting, and undoing a failed run live here, not in the Python f
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import openai
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import StateSnapshot
+from opentelemetry.trace import Tracer
 from psycopg import OperationalError
 
 from checkpoint.ids import validate_user_id
@@ -34,6 +40,8 @@ from graphs.input_rules import (
     check_thread_id,
     check_turn_input,
 )
+from graphs.run_recording import RunObserver, RunOutcome, run_id_of, save_run_record
+from graphs.tracing import RunTrace
 from nodes.config import GraphConfig
 from nodes.errors import (
     ConvomemError,
@@ -54,13 +62,18 @@ _log = logging.getLogger("convomem.turn")
 @dataclass(frozen=True)
 class TurnRules:
     """What the graph enforces on every run: the configuration's limits and defaults, and the pool on
-    which a failed run's checkpoints are undone (None: nothing to undo, e.g. an in-memory saver); the
-    assistants a run may name, and the one of runs and threads that name none (None: the settings')."""
+    which a failed run's checkpoints are undone and every run's record is written (None: nothing to undo
+    or write, e.g. an in-memory saver); the assistants a run may name, and the one of runs and threads that
+    name none (None: the settings'). `clock` stamps a run's start and end, `timer` measures it."""
 
     config: GraphConfig
     pool: Pool | None = None
     assistants: AssistantRegistry | None = None
     default_assistant: str | None = None
+    clock: Callable[[], datetime] = field(default=partial(datetime.now, UTC))
+    timer: Callable[[], float] = time.monotonic
+    tracer: Tracer | None = None
+    """OpenTelemetry: a span per run, a child span per node (None: no traces)."""
 
 
 @dataclass(frozen=True)
@@ -145,28 +158,49 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Check the run, stamp whom it acts for in checkpoint metadata, run it; when it fails, remove
-        every checkpoint and write it made, so the thread is exactly as it was (then re-raise)."""
+        every checkpoint and write it made, so the thread is exactly as it was (then re-raise). Every run
+        that passed the checks leaves one run record, however it ended (observed through a callback
+        handler added to the run's config: the chunks the caller reads are unchanged)."""
         if self.rules is None:
             async for chunk in super().astream(input, config, context=context, **kwargs):
                 yield chunk
             return
+        rules = self.rules
         plan = await self.check_run(input, config, context)
-        stamped: RunnableConfig = {
-            **(config or {}),
-            "metadata": {
-                **((config or {}).get("metadata") or {}),
-                USER_KEY: plan.context.user_id,
-                REVIEW_KEY: plan.context.review_memory,
-                ASSISTANT_KEY: plan.context.assistant,
+        observer = RunObserver(rules.timer)
+        traced = RunTrace(rules.tracer) if rules.tracer is not None else None
+        started_at = rules.clock()
+        stamped: RunnableConfig = merge_configs(
+            {
+                **(config or {}),
+                "metadata": {
+                    **((config or {}).get("metadata") or {}),
+                    USER_KEY: plan.context.user_id,
+                    REVIEW_KEY: plan.context.review_memory,
+                    ASSISTANT_KEY: plan.context.assistant,
+                },
             },
-        }
+            {"callbacks": [observer] if traced is None else [observer, traced]},
+        )
+        status, failure = "error", None
         try:
             opened = await self._opening(input, plan)
             async for chunk in super().astream(opened, stamped, context=plan.context, **kwargs):
                 yield chunk
+            status = "interrupted" if await self._paused(plan) else "ok"
+        except (asyncio.CancelledError, GeneratorExit):
+            status = "cancelled"  # LangGraph Server cancelled the run, or the caller stopped reading
+            raise
         except Exception as error:
             await self._undo(plan)
-            raise as_user_facing(error) from error
+            failure = as_user_facing(error)
+            raise failure from error
+        finally:
+            run_id = run_id_of(config, lambda: str(uuid.uuid4()))
+            outcome = RunOutcome(run_id, plan.thread_id, plan.context.user_id, started_at, status, failure)
+            record = await save_run_record(rules.pool, outcome, observer, rules.clock())
+            if traced is not None:
+                traced.finish(record)
 
     async def aupdate_state(
         self, config: RunnableConfig, values: Any, as_node: str | None = None, task_id: str | None = None
@@ -232,6 +266,16 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
                 found = await saver.aget_tuple(config) if isinstance(saver, BaseCheckpointSaver) else True
         if found is None:
             raise unknown_checkpoint(thread_id, str(checkpoint_id))
+
+    async def _paused(self, plan: PlannedRun) -> bool:
+        """The run stopped at an interrupt (a review, a breakpoint) rather than at the end."""
+        if plan.thread_id is None:
+            return False
+        try:
+            return unfinished(await self.aget_state(_thread_config(plan.thread_id)))
+        except Exception as error:  # the record says ok rather than failing a finished turn
+            _log.warning("could not read thread %r after its run: %s", plan.thread_id, error)
+            return False
 
     async def _undo(self, plan: PlannedRun) -> None:
         pool = self._rules().pool

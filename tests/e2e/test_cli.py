@@ -252,6 +252,8 @@ COMMANDS = [
     ("assistants", "list"),
     ("assistants", "show"),
     ("assistants", "check"),
+    ("ops",),
+    ("health",),
     ("db",),
     ("db", "setup"),
     ("db", "status"),

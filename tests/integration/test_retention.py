@@ -422,3 +422,21 @@ async def test_sweeper_refuses_a_nonsense_schedule(
 ) -> None:
     with pytest.raises(InvalidInput):
         PruneSweeper(persistence.pool, persistence.checkpointer, older_than=older_than, interval=interval)
+
+
+async def test_run_records_older_than_the_cutoff_go_with_the_prune(app: Convomem, database_url: str) -> None:
+    await app.send("old", FIRST)
+    await asyncio.sleep(0.01)
+    middle = datetime.now(UTC)
+    await asyncio.sleep(0.01)
+    await app.send("new", FIRST)
+    count = "SELECT thread_id FROM convomem_run_records ORDER BY started_at"
+    assert rows(database_url, count) == [("old",), ("new",)]
+
+    dry = await prune(app.persistence, dry_run=True, now=middle + DAY)
+    assert dry.run_records == 1
+    assert rows(database_url, count) == [("old",), ("new",)]
+
+    report = await prune(app.persistence, now=middle + DAY)
+    assert report.run_records == 1
+    assert rows(database_url, count) == [("new",)]

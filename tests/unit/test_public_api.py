@@ -9,10 +9,10 @@ import graphs.api
 # fmt: off
 PUBLIC_NAMES = [
     "MAX_CONCURRENT_RUNS", "CheckpointInfo", "ConfigError", "Context", "Convomem", "ConvomemError",
-    "DatabaseUnavailable", "EntityMentions", "GraphConfig", "InvalidInput", "ModelUnavailable",
-    "NothingToResume", "OnBusy", "PendingInterrupt", "ReplyDone", "ReplyNotValid", "ReplyToken",
-    "RunCancelled", "Settings", "ThreadBusy", "ThreadDeleted", "ThreadExport", "ThreadInfo", "TooManyRuns",
-    "ToolCall", "ToolResult", "TurnEnded", "TurnEvent", "UnknownCheckpoint",
+    "DatabaseUnavailable", "EntityMentions", "GraphConfig", "HealthCheck", "HealthReport", "InvalidInput",
+    "ModelUnavailable", "NothingToResume", "OnBusy", "OpsReport", "PendingInterrupt", "ReplyDone",
+    "ReplyNotValid", "ReplyToken", "RunCancelled", "Settings", "ThreadBusy", "ThreadDeleted", "ThreadExport",
+    "ThreadInfo", "TooManyRuns", "ToolCall", "ToolResult", "TurnEnded", "TurnEvent", "UnknownCheckpoint",
     "UnknownThread",
     "open_convomem",
     "unfinished",
