@@ -143,6 +143,7 @@ class RunOutcome:
     started_at: datetime
     status: str
     error: BaseException | None = None
+    assistant: str | None = None
 
 
 def build_record(outcome: RunOutcome, observer: RunObserver, ended_at: datetime) -> RunRecord:
@@ -151,6 +152,7 @@ def build_record(outcome: RunOutcome, observer: RunObserver, ended_at: datetime)
         run_id=outcome.run_id,
         thread_id=outcome.thread_id,
         user_id=outcome.user_id,
+        assistant_id=outcome.assistant,
         started_at=outcome.started_at,
         ended_at=ended_at,
         status=outcome.status,

@@ -197,7 +197,8 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
             raise failure from error
         finally:
             run_id = run_id_of(config, lambda: str(uuid.uuid4()))
-            outcome = RunOutcome(run_id, plan.thread_id, plan.context.user_id, started_at, status, failure)
+            who = (plan.thread_id, plan.context.user_id)
+            outcome = RunOutcome(run_id, *who, started_at, status, failure, assistant=plan.context.assistant)
             record = await save_run_record(rules.pool, outcome, observer, rules.clock())
             if traced is not None:
                 traced.finish(record)

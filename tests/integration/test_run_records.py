@@ -29,7 +29,9 @@ async def test_a_finished_turn_records_its_times_and_the_providers_tokens(
     [record] = run_records(database_url, "t")
     assert record["status"] == "ok"
     assert record["user_id"] == "default"
-    assert record["assistant_id"] is None
+    assert record["assistant_id"] is None, "no assistant named: the process's settings"
+    await app.send("t2", "Plan a weekend in Porto.", assistant="travel-planner")
+    assert [r["assistant_id"] for r in run_records(database_url, "t2")] == ["travel-planner"]
     assert {"load_memory", "respond", "extract_entities", "reduce_history"} <= set(record["node_seconds"])
     assert record["ended_at"] >= record["started_at"]
     assert record["first_token_seconds"] is not None
