@@ -44,7 +44,10 @@ def test_remember_then_forget_after_a_yes(cli: Cli, settings: Settings) -> None:
 
 
 def test_convomem_tools_selects_what_the_model_is_offered(cli: Cli) -> None:
-    only = {"CONVOMEM_TOOLS": "remember"}
+    # No assistant files: the tools node holds every assistant's tools, so the shipped ones would add theirs.
+    folder = cli.cwd / "no-assistants"
+    folder.mkdir()
+    only = {"CONVOMEM_TOOLS": "remember", "CONVOMEM_ASSISTANTS_DIR": str(folder)}
     said = assert_ok(cli.run("chat", "-t", "t", "-m", call("recall_entity", name="x"), env=only))
     assert "→ error: Error: recall_entity is not a valid tool, try one of [remember]." in said.stdout
     bad = assert_clean_error(
