@@ -127,13 +127,15 @@ def waiting_statements(url: str, admins: list[int]) -> list[str]:
 
 
 def waits_on(url: str, admins: list[int], prefix: str | tuple[str, ...]) -> bool:
-    return any(query.upper().startswith(prefix) for query in waiting_statements(url, admins))
+    statements = [" ".join(query.split()).upper() for query in waiting_statements(url, admins)]
+    return any(statement.startswith(prefix) for statement in statements)
 
 
 CHECKPOINT_SAVE = ("INSERT INTO CHECKPOINT_BLOBS", "INSERT INTO CHECKPOINTS")
 """The statements of a checkpoint's save, blobs first (upstream's aput), whichever of them is held."""
 WRITES_SAVE = "INSERT INTO CHECKPOINT_WRITES"
-ARCHIVE = "INSERT INTO CONVOMEM_TRANSCRIPT"
+ARCHIVE = "WITH INSERTED AS ( INSERT INTO CONVOMEM_TRANSCRIPT"
+"""The transcript archive, which upserts the thread's row in the same statement (checkpoint.transcript)."""
 
 
 def child_backends(url: str, admins: list[int]) -> list[tuple[Any, ...]]:
