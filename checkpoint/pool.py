@@ -78,7 +78,7 @@ async def unreachable(pool: Pool) -> ConvomemError | None:
 
 
 @asynccontextmanager
-async def open_pool(url: str, *, max_size: int = 10, timeout: float = 10.0) -> AsyncIterator[Pool]:
+async def open_pool(url: str, *, max_size: int = 10, timeout: float = 30.0) -> AsyncIterator[Pool]:
     """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
     _parts(url)
     try:  # one direct attempt first: a refused or misspelt server fails now, not after the pool timeout
