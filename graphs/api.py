@@ -40,7 +40,15 @@ from graphs.history import checkpoint_history
 from graphs.input_rules import check_message_text
 from graphs.logs import configure_logging
 from graphs.memory_api import EntityMentions
-from graphs.operations import HealthCheck, HealthReport, OpsReport, check_health, ops_report
+from graphs.operations import (
+    HealthCheck,
+    HealthReport,
+    OpsReport,
+    OpsSeries,
+    check_health,
+    ops_report,
+    ops_series,
+)
 from graphs.settings import Durability, Settings
 from graphs.thread_api import ThreadApi, ThreadDeleted, ThreadExport, ThreadInfo
 from graphs.turn_graph import TurnGraph, unfinished
@@ -81,6 +89,7 @@ __all__ = [
     "NothingToResume",
     "OnBusy",
     "OpsReport",
+    "OpsSeries",
     "PendingInterrupt",
     "ReplyDone",
     "ReplyNotValid",
@@ -321,6 +330,14 @@ class Convomem(ThreadApi):
     ) -> OpsReport:
         """The run records of the last `window` ("1h", "30m" or a timedelta), everyone's or one user's."""
         return await ops_report(self.persistence.pool, window=window, now=utc_now(), user_id=user_id)
+
+    async def ops_series(
+        self, window: timedelta | str = timedelta(hours=24), *, buckets: int = 48, user_id: str | None = None
+    ) -> OpsSeries:
+        """The window's runs in `buckets` time buckets (turn time, first token, tokens, errors)."""
+        return await ops_series(
+            self.persistence.pool, window=window, now=utc_now(), buckets=buckets, user_id=user_id
+        )
 
     async def health(self) -> HealthReport:
         """Database, migrations, model server and recent error rate: healthy, degraded or down."""

@@ -83,3 +83,5 @@ class CheckpointInfo:
     ran: tuple[str, ...]
     next_nodes: tuple[str, ...]
     messages: int
+    parent_id: str | None = None
+    """The checkpoint this one follows (None for the first; a compacted-away parent's id stays)."""

@@ -33,6 +33,7 @@ async def checkpoint_history(
                 ran=ran,
                 next_nodes=tuple(snap.next),
                 messages=len(snap.values.get("messages") or []),
+                parent_id=(snap.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
             )
         )
     return infos

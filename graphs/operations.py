@@ -16,7 +16,7 @@ from checkpoint.migrations import applied_migrations, pending_migrations
 from checkpoint.persistence import Pool
 from checkpoint.pool import open_pool
 from checkpoint.retention import parse_duration
-from checkpoint.run_records import ErrorGroup, read_window
+from checkpoint.run_records import ErrorGroup, SeriesPoint, read_series, read_window
 from graphs.database import database_url
 from graphs.settings import Settings
 from nodes.errors import InvalidInput
@@ -29,8 +29,10 @@ __all__ = [
     "HealthCheck",
     "HealthReport",
     "OpsReport",
+    "OpsSeries",
     "check_health",
     "ops_report",
+    "ops_series",
 ]
 
 Verdict = Literal["healthy", "degraded", "down"]
@@ -67,14 +69,18 @@ class OpsReport:
     error_report: tuple[ErrorGroup, ...]
 
 
+def _window(window: timedelta | str, user_id: str | None) -> tuple[timedelta, str | None]:
+    window = parse_duration(window) if isinstance(window, str) else window
+    if window <= timedelta(0):
+        raise InvalidInput(f"The window must be longer than zero, not {window}.")
+    return window, validate_user_id(user_id) if user_id is not None else None
+
+
 async def ops_report(
     pool: Pool, *, window: timedelta | str, now: datetime, user_id: str | None = None
 ) -> OpsReport:
     """The window ending `now`: a timedelta or a duration such as "1h", "30m", "7d"."""
-    window = parse_duration(window) if isinstance(window, str) else window
-    if window <= timedelta(0):
-        raise InvalidInput(f"The window must be longer than zero, not {window}.")
-    user_id = validate_user_id(user_id) if user_id is not None else None
+    window, user_id = _window(window, user_id)
     since = now - window
     stats = await read_window(pool, since, user_id=user_id)
     return OpsReport(
@@ -93,6 +99,31 @@ async def ops_report(
         node_seconds=stats.node_seconds,
         error_report=stats.error_report,
     )
+
+
+MAX_BUCKETS = 500
+
+
+@dataclass(frozen=True)
+class OpsSeries:
+    """The window ending at `now` cut into `bucket_seconds` buckets (those with runs), for charts."""
+
+    since: datetime
+    bucket_seconds: float
+    points: list[SeriesPoint]
+
+
+async def ops_series(
+    pool: Pool, *, window: timedelta | str, now: datetime, buckets: int = 48, user_id: str | None = None
+) -> OpsSeries:
+    """Turn time, time to first token, tokens and errors over the window, in `buckets` buckets."""
+    window, user_id = _window(window, user_id)
+    if not 1 <= buckets <= MAX_BUCKETS:
+        raise InvalidInput(f"Ask for 1-{MAX_BUCKETS} buckets, not {buckets}.")
+    since = now - window
+    bucket_seconds = max(window.total_seconds() / buckets, 1.0)
+    points = await read_series(pool, since, bucket_seconds, user_id=user_id)
+    return OpsSeries(since=since, bucket_seconds=bucket_seconds, points=points)
 
 
 @dataclass(frozen=True)

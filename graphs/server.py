@@ -22,13 +22,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graphs.auth import identify
+from graphs.console import ConsoleBackend, console_routes
+from graphs.console_guard import CrossSiteRule
 from graphs.database import open_database
 from graphs.http_errors import convomem_error_response
 from graphs.input_rules import check_thread_id
 from graphs.settings import Settings
 from nodes.errors import ConvomemError, InvalidInput
 
-__all__ = ["METRICS_PATH", "MetricsRule", "app", "checkpointer", "metrics", "store"]
+__all__ = ["METRICS_PATH", "MetricsRule", "app", "checkpointer", "make_app", "metrics", "store"]
 
 
 @asynccontextmanager
@@ -95,11 +97,31 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-app = Starlette(
-    routes=[Route(METRICS_PATH, metrics)],
-    middleware=[Middleware(MetricsRule), Middleware(ThreadIdRule)],
-    exception_handlers={ConvomemError: convomem_error_response},
-)
-"""The custom HTTP app (langgraph.json `http.app`): /metrics for Prometheus; its middleware refuses
-malformed thread ids, and its exception handler answers a ConvomemError the graph raises during a request
-(a state edit that breaks the input rules) with its 4xx and message."""
+def make_app(settings: Settings) -> Starlette:
+    """The custom HTTP app for these settings: /metrics, the web console (/console), and the guards."""
+    console = ConsoleBackend(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await console.aclose()
+
+    return Starlette(
+        routes=[Route(METRICS_PATH, metrics), *console_routes(console)],
+        middleware=[
+            Middleware(CrossSiteRule, allowed=settings.allowed_origin_set),
+            Middleware(MetricsRule),
+            Middleware(ThreadIdRule),
+        ],
+        exception_handlers={ConvomemError: convomem_error_response},
+        lifespan=lifespan,
+    )
+
+
+app = make_app(Settings())
+"""The custom HTTP app (langgraph.json `http.app`): /metrics for Prometheus and the web console; its
+middleware refuses cross-site changes and malformed thread ids, and its exception handler answers a
+ConvomemError the graph raises during a request (a state edit that breaks the input rules) with its 4xx
+and message."""

@@ -102,6 +102,12 @@ class Settings(TurnSettings, BaseSettings):
         description="LangGraph Server bearer tokens, `token:identity,...`; unset: loopback-only single user.",
     )
 
+    allowed_origins: str = Field(
+        default="https://smith.langchain.com",
+        description="Web origins (comma list) besides the server's own that may send LangGraph Server "
+        "state-changing requests from a browser (LangGraph Studio's by default); the console: its own only.",
+    )
+
     @field_validator("encryption_key", "api_tokens", "assistants_dir", "assistant", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -137,6 +143,10 @@ class Settings(TurnSettings, BaseSettings):
     def api_token_table(self) -> dict[str, str]:
         """{token: identity}, empty when no tokens are configured."""
         return parse_api_tokens(self.api_tokens.get_secret_value()) if self.api_tokens else {}
+
+    @property
+    def allowed_origin_set(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip())
 
     @property
     def assistants_folder(self) -> Path:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from checkpoint.ids import validate_id
 from checkpoint.thread_info import (
     ThreadDeleted,
     ThreadInfo,
     delete_thread,
     list_thread_infos,
     new_thread_id,
+    read_thread_info,
     set_thread_status,
 )
 from graphs.memory_api import MemoryApi
@@ -38,6 +40,10 @@ class ThreadApi(MemoryApi):
         return await list_thread_infos(
             self.persistence.pool, user_id=user, search=search, status=status, limit=limit
         )
+
+    async def thread(self, thread_id: str) -> ThreadInfo | None:
+        """One thread's row (user, title, status, times, messages); None when it has none."""
+        return await read_thread_info(self.persistence.pool, validate_id(thread_id))
 
     @staticmethod
     def new_thread() -> str:

@@ -10,8 +10,9 @@ import graphs.api
 PUBLIC_NAMES = [
     "MAX_CONCURRENT_RUNS", "CheckpointInfo", "ConfigError", "Context", "Convomem", "ConvomemError",
     "DatabaseUnavailable", "EntityMentions", "GraphConfig", "HealthCheck", "HealthReport", "InvalidInput",
-    "ModelUnavailable", "NothingToResume", "OnBusy", "OpsReport", "PendingInterrupt", "ReplyDone",
-    "ReplyNotValid", "ReplyToken", "RunCancelled", "Settings", "ThreadBusy", "ThreadDeleted", "ThreadExport",
+    "ModelUnavailable", "NothingToResume", "OnBusy", "OpsReport", "OpsSeries", "PendingInterrupt",
+    "ReplyDone", "ReplyNotValid", "ReplyToken", "RunCancelled", "Settings", "ThreadBusy", "ThreadDeleted",
+    "ThreadExport",
     "ThreadInfo", "TooManyRuns", "ToolCall", "ToolResult", "TurnEnded", "TurnEvent", "UnknownCheckpoint",
     "UnknownThread",
     "open_convomem",
