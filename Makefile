@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo chat server test test-local lint pgbouncer postgres bench bench-quick eval-memory clean
+.PHONY: demo chat server test test-local lint pgbouncer postgres chromium bench bench-quick eval-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,13 @@ postgres:
 	  { echo "installing Debian's Postgres for the parity tests..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
 
-test: lint pgbouncer postgres
+# Debian's Chromium for the web console's browser tests (Playwright drives it; it downloads no browser).
+chromium:
+	@command -v chromium >/dev/null || \
+	  { echo "installing Chromium for the console's browser tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: lint pgbouncer postgres chromium
 	$(BIN)/python -m pytest
 
 test-local: $(VENV)/.dev-installed $(VENV)/.local-installed

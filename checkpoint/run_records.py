@@ -16,6 +16,8 @@ __all__ = [
     "RunRecord",
     "WindowStats",
     "delete_run_records_before",
+    "SeriesPoint",
+    "read_series",
     "read_window",
     "write_run_record",
 ]
@@ -205,6 +207,58 @@ async def read_window(pool: Pool, since: datetime, *, user_id: str | None = None
             for row in errors
         ),
     )
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    """One time bucket of runs (by start time): counts, median and p95 turn time, median time to first
+    token, tokens. A bucket without runs is absent."""
+
+    start: datetime
+    turns: int
+    errors: int
+    turn_p50: float | None
+    turn_p95: float | None
+    first_token_p50: float | None
+    input_tokens: int
+    output_tokens: int
+
+
+_SERIES = f"""
+    SELECT to_timestamp(floor(extract(epoch FROM started_at) / %(bucket)s) * %(bucket)s) AS start,
+           count(*) AS turns,
+           count(*) FILTER (WHERE status = 'error') AS errors,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_seconds) AS turn_p50,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_seconds) AS turn_p95,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY first_token_seconds) AS first_token_p50,
+           coalesce(sum(input_tokens), 0) AS input_tokens,
+           coalesce(sum(output_tokens), 0) AS output_tokens
+    FROM convomem_run_records WHERE {_WHERE} GROUP BY 1 ORDER BY 1
+"""
+
+
+async def read_series(
+    pool: Pool, since: datetime, bucket_seconds: float, *, user_id: str | None = None
+) -> list[SeriesPoint]:
+    """The runs started at or after `since` in buckets of `bucket_seconds`, oldest first."""
+    params: dict[str, Any] = {"since": since, "user": user_id, "bucket": bucket_seconds}
+    async with pool.connection() as conn:
+        if not await _table_exists(conn):
+            return []
+        rows = await (await conn.execute(_SERIES, params)).fetchall()
+    return [
+        SeriesPoint(
+            start=row["start"],
+            turns=int(row["turns"]),
+            errors=int(row["errors"]),
+            turn_p50=row["turn_p50"],
+            turn_p95=row["turn_p95"],
+            first_token_p50=row["first_token_p50"],
+            input_tokens=int(row["input_tokens"]),
+            output_tokens=int(row["output_tokens"]),
+        )
+        for row in rows
+    ]
 
 
 def _percentiles(values: list[float | None] | None) -> dict[str, float | None]:

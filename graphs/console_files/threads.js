@@ -5,6 +5,7 @@ const ROW = 26;
 const LANE = 22;
 let thread = null;      // the open thread's id
 let checkpoint = null;  // the selected checkpoint's id
+let listing = 0;        // the newest list request: an older answer arriving late is dropped
 
 function threadPath(suffix = "") { return `/threads/${encodeURIComponent(thread)}${suffix}`; }
 
@@ -32,7 +33,9 @@ export function setupThreads() {
 export async function showThreads() {
   const query = encodeURIComponent($("thread-query").value.trim());
   const status = $("thread-status").value;
+  const asked = ++listing;
   const threads = await getJson(withUser(`/threads?status=${status}&search=${query}`));
+  if (asked !== listing) return;
   const list = $("thread-list");
   list.replaceChildren(...threads.map((t) => {
     const item = el("li", { dataset: { thread: t.thread_id } },
@@ -100,7 +103,7 @@ function describe(c) {
 function drawTimeline(checkpoints, head) {
   const { lane, lanes, parentOf } = layout(checkpoints);
   const row = new Map(checkpoints.map((c, i) => [c.checkpoint_id, i]));
-  const width = lanes * LANE + 420;
+  const width = lanes * LANE + 640;
   const picture = svg("svg", { width, height: checkpoints.length * ROW + 10, role: "img", "aria-label": "checkpoint tree" });
   const x = (id) => 12 + lane.get(id) * LANE;
   const y = (id) => 14 + row.get(id) * ROW;
@@ -118,7 +121,8 @@ function drawTimeline(checkpoints, head) {
     const dot = svg("g", { class: "dot", "data-checkpoint": c.checkpoint_id, "data-lane": lane.get(c.checkpoint_id) });
     const circle = svg("circle", { cx: x(c.checkpoint_id), cy: y(c.checkpoint_id), r: 6, fill: c.checkpoint_id === head ? "#2b6cb0" : "#fff", stroke: "#2b6cb0", "stroke-width": 2 });
     const label = svg("text", { x: lanes * LANE + 16, y: y(c.checkpoint_id) + 4 });
-    label.textContent = `${c.checkpoint_id.slice(-8)}  ${describe(c)}  ${when(c.created_at)}`;
+    const time = c.created_at ? new Date(c.created_at).toLocaleTimeString() : "";
+    label.textContent = `${c.checkpoint_id.slice(-8)}  ${describe(c)} · ${time}`;
     dot.append(circle, label);
     dot.classList.toggle("selected", c.checkpoint_id === checkpoint);
     dot.addEventListener("click", () => guarded(() => openCheckpoint(c.checkpoint_id)));
@@ -157,7 +161,7 @@ async function run(action, body) {
     else if (event.type === "error") { output.append(`\nerror: ${event.detail}`); showError(event.detail); }
   });
   output.dataset.state = "done";
-  await Promise.all([showThread(), showTranscript()]);
+  await Promise.all([showThread(), showTranscript(), showThreads()]);
 }
 
 function highlighted(snippet) {

@@ -61,9 +61,7 @@ async def test_the_pages_and_assets_are_served_locally_with_a_strict_policy(
         response = await console.get(f"/console/static/{name}")
         assert response.status_code == 200, name
         text = response.text.replace("http://www.w3.org/2000/svg", "")  # a namespace name, never fetched
-        assert "http://" not in text and "https://" not in text, (
-            f"{name} names a remote URL"
-        )
+        assert "http://" not in text and "https://" not in text, f"{name} names a remote URL"
     assert (await console.get("/console/static/../server.py")).status_code == 404
 
 
