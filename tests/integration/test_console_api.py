@@ -96,7 +96,7 @@ async def test_replay_and_fork_stream_events_and_branch_the_thread(
 ) -> None:
     history = await app.history("t-one")
     before = {c.checkpoint_id for c in history}
-    second_turn = [c for c in history if c.source == "input"][0]
+    second_turn = next(c for c in history if c.source == "input")
     forked = await post(
         console,
         "/console/api/threads/t-one/fork",
