@@ -40,6 +40,8 @@ __all__ = [
     "transcript",
 ]
 
+EntityName = Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")]
+
 
 @memory_commands.command()
 def entities(
@@ -60,7 +62,7 @@ def entities(
 
 @memory_commands.command()
 def entity(
-    name: Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")],
+    name: EntityName,
     user: User = None,
     as_json: AsJson = False,
 ) -> None:
@@ -101,7 +103,7 @@ def remember(
 
 @memory_commands.command("edit-entity")
 def edit_entity(
-    name: Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")],
+    name: EntityName,
     entity_type: Annotated[
         str | None, typer.Option("--type", "-t", help="New type: PERSON, ORG, LOC, TECH...")
     ] = None,

@@ -11,13 +11,15 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.runtime import Runtime
 
-from graphs.api import Convomem
+from graphs.api import Convomem, open_convomem
+from graphs.settings import Settings
 from nodes.entity_index import entity_keys_for
 from nodes.errors import InvalidInput
 from nodes.load_memory import make_load_memory
 from nodes.memory import EntityRecord
 from nodes.namespaces import entity_index_namespace, entity_namespace, profile_namespace
 from nodes.state import Context
+from tests.fake_openai import EMBEDDING_MODEL, FakeOpenAIServer
 from tests.integration.support import finish, rows
 
 USER = "ada"
@@ -289,3 +291,20 @@ async def test_unset_of_an_unknown_fact_or_with_no_profile_is_refused(
     with pytest.raises(InvalidInput, match="plain words"):
         await app_at.unset_fact("?!", user_id=USER)
     assert memory_rows(database_url) == before
+
+
+# ------------------------------------------------------------------------------------ semantic memory
+
+
+async def test_with_semantic_memory_edits_are_embedded_under_their_key(
+    settings: Settings, fake_model: FakeOpenAIServer, database_url: str
+) -> None:
+    semantic = settings.model_copy(update={"embedding_model": EMBEDDING_MODEL, "embedding_dims": 64})
+    vectors = "SELECT DISTINCT key FROM store_vectors WHERE prefix = %s ORDER BY key"
+    prefix = (".".join(entity_namespace(USER)),)
+    async with open_convomem(semantic) as cm:
+        await cm.add_entity("LOC", "Kristiansand", user_id=USER)
+        assert rows(database_url, vectors, prefix) == [("LOC:kristiansand",)]
+        await cm.edit_entity("Kristiansand", value="Kristiansand Harbour", user_id=USER)
+        assert rows(database_url, vectors, prefix) == [("LOC:kristiansand_harbour",)]
+    assert fake_model.requests_of("embed")
