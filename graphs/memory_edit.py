@@ -57,6 +57,7 @@ MANUAL_SOURCE = "manual"
 """Prefix of the source id a hand edit records (`manual:<utc time>`) where extraction records a message id."""
 
 NOTHING_TO_CHANGE = "Nothing to change: give a new type, value or contexts."
+PLAIN_ATTRIBUTE = "Give the fact's attribute in plain words, e.g. lives_in."
 
 
 def utc_clock() -> datetime:
@@ -122,14 +123,14 @@ def _fact(attribute: str, value: str) -> FactStatement:
     except ValidationError as error:
         field = error.errors()[0]["loc"][0]
         raise InvalidInput(
-            "Give the fact's attribute in plain words, e.g. lives_in."
+            PLAIN_ATTRIBUTE
             if field == "attribute"
             else f"Give the fact's value in plain words (for {fact_attribute(attribute)!r})."
         ) from None
 
 
 class MemoryEdits:
-    """The editing half of MemoryApi; every refusal is one InvalidInput line, written before nothing."""
+    """The editing half of MemoryApi; every refusal is one InvalidInput line, raised before any write."""
 
     persistence: Persistence
     settings: Settings
@@ -228,7 +229,7 @@ class MemoryEdits:
         user = self._user(user_id)
         wanted = fact_attribute(attribute)
         if not wanted:
-            raise InvalidInput("Give the fact's attribute in plain words, e.g. lives_in.")
+            raise InvalidInput(PLAIN_ATTRIBUTE)
         store = self.persistence.store
         profile = await load_profile(store, user)
         now = self._now()
