@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,8 +24,23 @@ if TYPE_CHECKING:
     from checkpoint.transcript import TranscriptEntry
     from graphs.api import Convomem
     from graphs.memory_api import MemoryApi
+    from nodes.memory import EntityRecord
+    from nodes.profile import UserProfile
 
-__all__ = ["entities", "entity", "forget", "profile", "search", "stats", "transcript"]
+__all__ = [
+    "edit_entity",
+    "entities",
+    "entity",
+    "fact",
+    "forget",
+    "profile",
+    "remember",
+    "search",
+    "stats",
+    "transcript",
+]
+
+EntityName = Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")]
 
 
 @memory_commands.command()
@@ -46,7 +62,7 @@ def entities(
 
 @memory_commands.command()
 def entity(
-    name: Annotated[str, typer.Argument(help="Its name or an alias (close spellings are found too).")],
+    name: EntityName,
     user: User = None,
     as_json: AsJson = False,
 ) -> None:
@@ -62,6 +78,83 @@ def profile(user: User = None, as_json: AsJson = False) -> None:
     from graphs.cli_render import render_profile
 
     run_with_memory(lambda cm: cm.profile(user), show=shown_as(render_profile, as_json))
+
+
+@memory_commands.command()
+def remember(
+    entity_type: Annotated[
+        str, typer.Argument(metavar="TYPE", help="PERSON, ORG, LOC, DATE, PRODUCT, TECH, EVENT or OTHER.")
+    ],
+    value: Annotated[str, typer.Argument(help="Its name as it is written, e.g. 'Acme Corp'.")],
+    context: Annotated[
+        str, typer.Option("--context", "-c", help="A short note on it (at most 240 characters).")
+    ] = "",
+    user: User = None,
+    as_json: AsJson = False,
+) -> None:
+    """Remember an entity by hand; one already remembered under that name counts one more mention."""
+    from graphs.cli_render import render_record
+
+    run_with_memory(
+        lambda cm: cm.add_entity(entity_type, value, context=context, user_id=user),
+        show=shown_as(render_record, as_json),
+    )
+
+
+@memory_commands.command("edit-entity")
+def edit_entity(
+    name: EntityName,
+    entity_type: Annotated[
+        str | None, typer.Option("--type", "-t", help="New type: PERSON, ORG, LOC, TECH...")
+    ] = None,
+    value: Annotated[
+        str | None, typer.Option("--value", "-v", help="New name; the old one stays as an alias.")
+    ] = None,
+    contexts: Annotated[
+        list[str] | None,
+        typer.Option("--context", "-c", help="Replaces the notes; repeat for several, '' clears them."),
+    ] = None,
+    user: User = None,
+    as_json: AsJson = False,
+) -> None:
+    """Change a remembered entity's type, name or notes; its mentions and threads stay."""
+    from graphs.cli_render import render_record
+
+    with reported_errors():  # before the database starts
+        if entity_type is None and value is None and contexts is None:
+            raise InvalidInput("Say what to change: --type, --value or --context.")
+
+    def change(cm: MemoryApi) -> Awaitable[EntityRecord]:
+        return cm.edit_entity(name, entity_type=entity_type, value=value, contexts=contexts, user_id=user)
+
+    run_with_memory(change, show=shown_as(render_record, as_json))
+
+
+@memory_commands.command()
+def fact(
+    attribute: Annotated[str, typer.Argument(help="What the fact is about, e.g. lives_in or 'works at'.")],
+    value: Annotated[
+        str | None, typer.Argument(help="Its value now; the previous one goes to history.")
+    ] = None,
+    unset: Annotated[
+        bool, typer.Option("--unset", help="End the fact: it no longer holds (its history stays).")
+    ] = False,
+    user: User = None,
+    as_json: AsJson = False,
+) -> None:
+    """Set a profile fact by hand, or with --unset end it; earlier values stay in its history."""
+    from graphs.cli_render import render_profile
+
+    with reported_errors():  # before the database starts
+        if unset == (value is not None):
+            raise InvalidInput("Give either a VALUE to set or --unset, not both or neither.")
+
+    def change(cm: MemoryApi) -> Awaitable[UserProfile]:
+        if value is None:
+            return cm.unset_fact(attribute, user_id=user)
+        return cm.set_fact(attribute, value, user_id=user)
+
+    run_with_memory(change, show=shown_as(render_profile, as_json))
 
 
 @memory_commands.command()

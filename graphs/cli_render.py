@@ -32,6 +32,7 @@ __all__ = [
     "render_interrupts",
     "render_profile",
     "render_prune",
+    "render_record",
     "render_search",
     "render_stats",
     "render_status",
@@ -156,10 +157,8 @@ def render_entities(entities: list[EntityRecord]) -> None:
     console.print(table if entities else "nothing remembered yet")
 
 
-def render_entity(found: EntityMentions) -> None:
-    """The record, then each message that named it (thread, time, text). Stored text is shown as text,
-    never parsed as Rich markup (a message may contain `[/b]`)."""
-    record = found.record
+def render_record(record: EntityRecord) -> None:
+    """One entity's record. Stored text is shown as text, never parsed as Rich markup."""
     table = Table(escape(record.value), "", show_header=True)
     for label, value in (
         ("type", record.type),
@@ -173,6 +172,12 @@ def render_entity(found: EntityMentions) -> None:
     ):
         table.add_row(label, Text(value))
     console.print(table)
+
+
+def render_entity(found: EntityMentions) -> None:
+    """The record, then each message that named it (thread, time, text). Stored text is shown as text,
+    never parsed as Rich markup (a message may contain `[/b]`)."""
+    render_record(found.record)
     mentions = Table("thread", "time", "role", "message", title="mentions")
     for entry in found.mentions:
         mentions.add_row(entry.thread_id, _when(entry.created_at), entry.role, Text(entry.content[:200]))

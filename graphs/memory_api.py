@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from checkpoint.ids import validate_id, validate_user_id
+from checkpoint.ids import validate_id
 from checkpoint.persistence import Persistence
 from checkpoint.threads import require_thread
 from checkpoint.transcript import (
@@ -19,12 +19,13 @@ from checkpoint.transcript import (
     search_transcript,
     user_stats,
 )
+from graphs.memory_edit import MemoryEdits, checked_entity_name, known_entity_type, unknown_entity, utc_clock
 from graphs.settings import Settings
 from nodes.entity_lookup import find_entity, forget_entity
-from nodes.errors import InvalidInput
-from nodes.memory import ENTITY_TYPES, MAX_VALUE_CHARS, EntityRecord
+from nodes.memory import EntityRecord
 from nodes.namespaces import entity_namespace
 from nodes.profile import UserProfile, load_profile
+from nodes.state import Clock
 
 __all__ = ["EntityMentions", "MemoryApi"]
 
@@ -37,23 +38,29 @@ class EntityMentions:
     mentions: list[TranscriptEntry]
 
 
-class MemoryApi:
+class MemoryApi(MemoryEdits):
     """What is remembered about users, read and edited through the same rules as the graph uses."""
 
-    def __init__(self, persistence: Persistence, settings: Settings, archive: TranscriptArchive) -> None:
+    def __init__(
+        self,
+        persistence: Persistence,
+        settings: Settings,
+        archive: TranscriptArchive,
+        *,
+        clock: Clock = utc_clock,
+    ) -> None:
         self.persistence = persistence
         self.settings = settings
         self.archive = archive
         """Where reduce_history keeps every message (the graph's), and the language search parses with."""
+        self.clock = clock
 
     async def entities(
         self, user_id: str | None = None, *, entity_type: str | None = None, limit: int = 1000
     ) -> list[EntityRecord]:
         """The user's entities, most mentioned first; `entity_type` (PERSON, ORG, ...) filters."""
         namespace = entity_namespace(self._user(user_id))
-        wanted = entity_type.strip().upper() if entity_type else None
-        if wanted is not None and not wanted.isidentifier():
-            raise InvalidInput(f"Unknown entity type {entity_type!r}: use one of {', '.join(ENTITY_TYPES)}.")
+        wanted = known_entity_type(entity_type) if entity_type else None
         found = {"type": wanted} if wanted else None
         items = await self.persistence.store.asearch(namespace, filter=found, limit=limit)
         records = [EntityRecord.model_validate(item.value) for item in items]
@@ -62,9 +69,9 @@ class MemoryApi:
     async def entity(self, name: str, user_id: str | None = None) -> EntityMentions:
         """The entity called `name` (value, alias or a close spelling) and the messages that named it."""
         user = self._user(user_id)
-        found = await find_entity(self.persistence.store, user, _entity_name(name))
+        found = await find_entity(self.persistence.store, user, checked_entity_name(name))
         if found is None:
-            raise _unknown_entity(name, user)
+            raise unknown_entity(name, user)
         record = found[1]
         mentions = await read_messages(self.persistence.pool, user, record.source_message_ids)
         return EntityMentions(record, mentions)
@@ -72,9 +79,9 @@ class MemoryApi:
     async def forget_entity(self, name: str, user_id: str | None = None) -> EntityRecord:
         """Delete one remembered entity (the rest of the user's memory stays)."""
         user = self._user(user_id)
-        forgotten = await forget_entity(self.persistence.store, user, _entity_name(name))
+        forgotten = await forget_entity(self.persistence.store, user, checked_entity_name(name))
         if forgotten is None:
-            raise _unknown_entity(name, user)
+            raise unknown_entity(name, user)
         return forgotten
 
     async def profile(self, user_id: str | None = None) -> UserProfile | None:
@@ -107,16 +114,3 @@ class MemoryApi:
     async def forget(self, user_id: str) -> ForgetReport:
         """Delete a user's transcript, memories and threads; ThreadBusy (nothing deleted) while one runs."""
         return await forget_user(self.persistence.pool, self.persistence.checkpointer, user_id)
-
-    def _user(self, user_id: str | None) -> str:
-        return validate_user_id(user_id or self.settings.user_id)
-
-
-def _entity_name(name: str) -> str:
-    if not name.strip() or len(name) > MAX_VALUE_CHARS:
-        raise InvalidInput(f"Give an entity name of 1-{MAX_VALUE_CHARS} characters.")
-    return name
-
-
-def _unknown_entity(name: str, user: str) -> InvalidInput:
-    return InvalidInput(f"Nothing remembered as {name!r} for {user!r}: `convomem entities` lists them.")

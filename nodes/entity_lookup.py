@@ -1,15 +1,17 @@
-"""Find one remembered entity by a name a person types (CLI `entity`, `forget --entity`), and forget it."""
+"""Find one remembered entity by a name a person types (CLI `entity`, `forget --entity`); edit, forget it."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langgraph.store.base import BaseStore, GetOp
 
-from nodes.entity_index import entity_keys_for, unindex_entity
+from nodes.entity_index import entity_keys_for, index_entity, name_words, unindex_entity
 from nodes.memory import EntityRecord, name_forms, normalized_name, read_record
 from nodes.namespaces import entity_namespace
 from nodes.resolution import SIMILARITY_THRESHOLD, index_names, lookup_words, name_similarity
 
-__all__ = ["find_entity", "forget_entity"]
+__all__ = ["find_entity", "forget_entity", "replace_entity"]
 
 LOOKUP_CANDIDATES = 20
 
@@ -69,3 +71,35 @@ async def forget_entity(store: BaseStore, user_id: str, name: str) -> EntityReco
     await store.adelete(entity_namespace(user_id), key)
     await unindex_entity(store, user_id, key, index_names(record))
     return record
+
+
+def _words(names: list[str]) -> set[str]:
+    return set().union(*(name_words(name) for name in names))
+
+
+async def replace_entity(
+    store: BaseStore,
+    user_id: str,
+    old: tuple[str, EntityRecord],
+    new: tuple[str, EntityRecord],
+    *,
+    index: list[str] | Literal[False] = False,
+) -> None:
+    """Write an edited record under its (possibly new) key; the word index follows its names.
+
+    The new names are indexed first and the old record and its stale words go last, as extraction
+    orders its writes: a crash in between leaves an index entry to nothing (skipped on read) or, for a
+    moved key, both records (the old one can be forgotten), never a record nothing can find.
+    `index` is the store's embedding of the record (nodes.extract_entities.ENTITY_INDEX_FIELDS or False).
+    """
+    (old_key, old_record), (new_key, new_record) = old, new
+    names = index_names(new_record)
+    await index_entity(store, user_id, new_key, names)
+    await store.aput(entity_namespace(user_id), new_key, new_record.model_dump(), index=index)
+    if new_key != old_key:
+        await store.adelete(entity_namespace(user_id), old_key)
+        await unindex_entity(store, user_id, old_key, index_names(old_record))
+        return
+    stale = _words(index_names(old_record)) - _words(names)
+    if stale:
+        await unindex_entity(store, user_id, old_key, sorted(stale))

@@ -73,6 +73,8 @@ class StoredEntities(NamedTuple):
     written: int
     resolution: dict[str, int]
     """Match kind (nodes.resolution.MATCH_KINDS) -> proposed entities resolved that way."""
+    keys: tuple[str, ...] = ()
+    """The store key each proposed entity resolved to, in order (written or already counted)."""
 
 
 async def store_entities(
@@ -81,7 +83,7 @@ async def store_entities(
     entities: Sequence[dict[str, Any]],
     *,
     message_ids: Sequence[str],
-    thread_id: str,
+    thread_id: str | None,
     now: str,
     semantic: bool = False,
     semantic_threshold: float = SEMANTIC_THRESHOLD,
@@ -91,16 +93,19 @@ async def store_entities(
     `message_ids[i]` is the message entity i came from. Candidates are written one by one, so a second
     spelling in the same call finds the first one's record and becomes its alias. Re-running the same
     call writes nothing: each record already lists the message. Every write refreshes the word index.
+    `thread_id` None: the mentions belong to no conversation (an entity a person adds by hand).
     """
     namespace = entity_namespace(user_id)
     counts: Counter[str] = Counter({kind: 0 for kind in MATCH_KINDS})
     written: dict[str, EntityRecord] = {}
+    keys: list[str] = []
     for raw, message_id in zip(entities, message_ids, strict=True):
         candidate = EntityCandidate.model_validate(raw)
         found = await resolve_entity(
             store, user_id, candidate, semantic=semantic, semantic_threshold=semantic_threshold
         )
         counts[found.how] += 1
+        keys.append(found.key)
         if found.key in written:
             updated = with_alias(written[found.key], candidate.value)
         else:
@@ -117,7 +122,7 @@ async def store_entities(
             await index_entity(store, user_id, found.key, names)
         await store.aput(namespace, found.key, updated.model_dump(), index=index)
         written[found.key] = updated
-    return StoredEntities(len(written), dict(counts))
+    return StoredEntities(len(written), dict(counts), tuple(keys))
 
 
 async def upsert_entities(

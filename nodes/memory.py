@@ -17,6 +17,7 @@ __all__ = [
     "EntityCandidate",
     "EntityRecord",
     "Extraction",
+    "edited_entity",
     "entity_key",
     "merge_entity",
     "name_forms",
@@ -186,10 +187,15 @@ def entity_key(entity_type: str, value: str) -> str:
     return f"{entity_type}:{normalized_name(value).replace(' ', '_')}"
 
 
+def _spelling(name: str) -> str:
+    """A name as alias bookkeeping compares it: case and spacing do not make a new spelling."""
+    return " ".join(name.split()).casefold()
+
+
 def _with_alias(aliases: list[str], value: str, canonical: str) -> list[str]:
     """Aliases after seeing `value`; spellings differing only in case or spacing are not new."""
-    known = {" ".join(name.split()).casefold() for name in (canonical, *aliases)}
-    if " ".join(value.split()).casefold() in known:
+    known = {_spelling(name) for name in (canonical, *aliases)}
+    if _spelling(value) in known:
         return aliases
     return [*aliases, value][-KEPT_ALIASES:]
 
@@ -209,14 +215,16 @@ def merge_entity(
     candidate: EntityCandidate,
     *,
     message_id: str,
-    thread_id: str,
+    thread_id: str | None,
     now: str,
 ) -> EntityRecord | None:
     """The record after one more mention, or None when this message was already counted.
 
     The first spelling stays the value; others become aliases. A record first typed OTHER takes the
-    first specific type proposed for it (its key does not change).
+    first specific type proposed for it (its key does not change). `thread_id` None (an entity a person
+    added by hand) counts the mention in no conversation.
     """
+    seen_in = [] if thread_id is None else [thread_id]
     if existing is None:
         return EntityRecord(
             type=candidate.type,
@@ -226,14 +234,14 @@ def merge_entity(
             first_seen=now,
             last_seen=now,
             mentions=1,
-            threads=[thread_id],
+            threads=seen_in,
             source_message_ids=[message_id],
         )
     if message_id in existing.source_message_ids:
         return None
     aliases = _with_alias(existing.aliases, candidate.value, existing.value)
     contexts = [*existing.contexts, candidate.context] if candidate.context else list(existing.contexts)
-    threads = existing.threads if thread_id in existing.threads else [*existing.threads, thread_id]
+    threads = [*existing.threads, *(t for t in seen_in if t not in existing.threads)]
     return existing.model_copy(
         update={
             "type": candidate.type if existing.type == "OTHER" else existing.type,
@@ -244,5 +252,21 @@ def merge_entity(
             "mentions": existing.mentions + 1,
             "threads": threads,
             "source_message_ids": [*existing.source_message_ids, message_id][-KEPT_SOURCE_IDS:],
+        }
+    )
+
+
+def edited_entity(record: EntityRecord, *, entity_type: str, value: str, contexts: list[str]) -> EntityRecord:
+    """The record after a person's edit (values already validated): a new value keeps the old one as an
+    alias and leaves the aliases itself; mentions, first/last seen, threads and source ids stay."""
+    aliases = record.aliases
+    if value != record.value:
+        aliases = [a for a in _with_alias(aliases, record.value, value) if _spelling(a) != _spelling(value)]
+    return record.model_copy(
+        update={
+            "type": entity_type,
+            "value": value,
+            "aliases": aliases,
+            "contexts": contexts[-KEPT_CONTEXTS:],
         }
     )

@@ -15,6 +15,8 @@ from nodes.namespaces import profile_namespace
 from nodes.prompts import PROFILE_HEADER
 
 __all__ = [
+    "FACT_ATTRIBUTE_CHARS",
+    "FACT_VALUE_CHARS",
     "KEPT_FACT_VERSIONS",
     "KEPT_LIST_ITEMS",
     "KEPT_SOURCE_IDS",
@@ -24,11 +26,14 @@ __all__ = [
     "FactVersion",
     "ProfileUpdate",
     "UserProfile",
+    "close_fact",
+    "fact_attribute",
     "fit_lines",
     "format_profile",
     "ground_profile",
     "load_profile",
     "merge_profile",
+    "save_profile",
     "text_tokens",
     "update_profile",
 ]
@@ -42,6 +47,8 @@ KEPT_LIST_ITEMS = 20
 MAX_FACTS = 50
 """Fact attributes kept per user; the ones unchanged the longest go first."""
 KEPT_FACT_VERSIONS = 10
+FACT_ATTRIBUTE_CHARS = 40
+FACT_VALUE_CHARS = 80
 
 
 def _collapse(value: object, max_chars: int) -> object:
@@ -86,24 +93,27 @@ Style = Annotated[Annotated[str, Field(max_length=80)] | None, _optional_text(80
 Topics = Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=5), _bounded_list(5, 40)]
 
 
+def fact_attribute(text: str) -> str:
+    """An attribute as facts are kept under it: "Lives in" and "lives-in" are one attribute (lives_in),
+    or its history would split in two."""
+    return "_".join(re.sub(r"[^\w]+", " ", text.casefold()).split())[:FACT_ATTRIBUTE_CHARS].strip("_")
+
+
 class FactStatement(BaseModel):
     """One fact about the user."""
 
-    attribute: str = Field(max_length=40)
-    value: str = Field(max_length=80)
+    attribute: str = Field(max_length=FACT_ATTRIBUTE_CHARS)
+    value: str = Field(max_length=FACT_VALUE_CHARS)
 
     @field_validator("attribute", mode="before")
     @classmethod
     def _snake_case(cls, value: object) -> object:
-        """ "Lives in" and "lives-in" are one attribute, or its history would split in two."""
-        if not isinstance(value, str):
-            return value
-        return "_".join(re.sub(r"[^\w]+", " ", value.casefold()).split())[:40].strip("_")
+        return fact_attribute(value) if isinstance(value, str) else value
 
     @field_validator("value", mode="before")
     @classmethod
     def _collapsed(cls, value: object) -> object:
-        return _collapse(value, 80) or ""
+        return _collapse(value, FACT_VALUE_CHARS) or ""
 
     @field_validator("attribute", "value")
     @classmethod
@@ -224,6 +234,10 @@ def _merged_list(existing: list[str], proposed: list[str]) -> list[str]:
     return [*existing, *(item for item in proposed if item.casefold() not in known)][-KEPT_LIST_ITEMS:]
 
 
+def _closed(version: FactVersion, now: str) -> FactVersion:
+    return version.model_copy(update={"valid_to": now})
+
+
 def _merged_facts(
     existing: dict[str, list[FactVersion]], proposed: list[FactStatement], *, message_id: str, now: str
 ) -> dict[str, list[FactVersion]]:
@@ -235,7 +249,7 @@ def _merged_facts(
         current = versions[-1] if versions and versions[-1].valid_to is None else None
         if current is not None and _same(current.value, value):
             continue
-        closed = [*versions[:-1], current.model_copy(update={"valid_to": now})] if current else versions
+        closed = [*versions[:-1], _closed(current, now)] if current else versions
         opened = FactVersion(value=value, valid_from=now, source_message_id=message_id)
         facts[attribute] = [*closed, opened][-KEPT_FACT_VERSIONS:]
     if len(facts) > MAX_FACTS:
@@ -271,8 +285,23 @@ def merge_profile(
         changes["facts"] = facts
     if not changes:
         return None
-    ids = [*base.source_message_ids, message_id][-KEPT_SOURCE_IDS:]
-    return base.model_copy(update={**changes, "updated_at": now, "source_message_ids": ids})
+    return _changed(base, changes, message_id=message_id, now=now)
+
+
+def _changed(profile: UserProfile, changes: dict[str, Any], *, message_id: str, now: str) -> UserProfile:
+    """The profile with `changes`, stamped with the time and the message (or edit) that made them."""
+    ids = [*profile.source_message_ids, message_id][-KEPT_SOURCE_IDS:]
+    return profile.model_copy(update={**changes, "updated_at": now, "source_message_ids": ids})
+
+
+def close_fact(profile: UserProfile, attribute: str, *, message_id: str, now: str) -> UserProfile | None:
+    """The profile once `attribute` no longer holds: its current version closes (valid_to=now), the
+    history stays, as when extraction replaces a value; None when no value of it holds now."""
+    versions = profile.facts.get(attribute, [])
+    if not versions or versions[-1].valid_to is not None:
+        return None
+    facts = {**profile.facts, attribute: [*versions[:-1], _closed(versions[-1], now)]}
+    return _changed(profile, {"facts": facts}, message_id=message_id, now=now)
 
 
 async def load_profile(store: BaseStore, user_id: str) -> UserProfile | None:
@@ -294,8 +323,13 @@ async def update_profile(
     merged = merge_profile(await load_profile(store, user_id), update, message_id=message_id, now=now)
     if merged is None:
         return False
-    await store.aput(profile_namespace(user_id), PROFILE_KEY, merged.model_dump(), index=False)
+    await save_profile(store, user_id, merged)
     return True
+
+
+async def save_profile(store: BaseStore, user_id: str, profile: UserProfile) -> None:
+    """Write the user's single profile document (in place; never embedded)."""
+    await store.aput(profile_namespace(user_id), PROFILE_KEY, profile.model_dump(), index=False)
 
 
 def text_tokens(text: str) -> int:
