@@ -19,7 +19,7 @@ function number(label, value) {
 // One chart: a line per series over the window; points are bucket starts.
 function chart(title, since, until, lines) {
   const box = el("div", { class: "chart", dataset: { chart: title } }, el("h4", {}, title));
-  const picture = svg("svg", { width: WIDTH, height: HEIGHT, role: "img", "aria-label": title });
+  const picture = svg("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, width: "100%", role: "img", "aria-label": title });
   const values = lines.flatMap((line) => line.points.map((p) => p[1])).filter((v) => v !== null);
   const top = Math.max(...values, 0) || 1;
   const x = (t) => PAD + ((t - since) / Math.max(until - since, 1)) * (WIDTH - PAD - 8);
@@ -29,7 +29,11 @@ function chart(title, since, until, lines) {
   topLabel.textContent = top.toPrecision(3);
   const zero = svg("text", { x: 2, y: HEIGHT - 18 });
   zero.textContent = "0";
-  picture.append(topLabel, zero);
+  const start = svg("text", { x: PAD, y: HEIGHT - 4 });
+  start.textContent = new Date(since).toLocaleString();
+  const end = svg("text", { x: WIDTH - 8, y: HEIGHT - 4, "text-anchor": "end" });
+  end.textContent = "now";
+  picture.append(topLabel, zero, start, end);
   for (const line of lines) {
     const points = line.points.filter((p) => p[1] !== null);
     if (!points.length) continue;

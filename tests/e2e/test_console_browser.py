@@ -147,15 +147,19 @@ def test_stored_markup_stays_text_on_every_page(served: Served) -> None:
         expect(
             page.locator(f"#transcript li{human}").filter(has_text="<script>window.__pwned=1")
         ).to_have_count(1)
-        page.locator("#timeline .dot").first.click()
+        page.locator('#timeline .dot[data-lane="0"]').first.click()  # the original branch's newest
         expect(page.locator(f"#checkpoint-messages li{human}").filter(has_text="<img src=x")).to_have_count(1)
         page.click('#tabs button[data-tab="memory"]')
-        page.fill("#entity-value", "<b onmouseover=x>Bold Co</b>")
         page.select_option("#entity-type", "ORG")
+        page.fill("#entity-value", "<b onmouseover=x>Bold Co</b>")
         page.click("#entity-submit")
-        expect(page.locator("#entities tbody tr").filter(has_text="Bold Co")).to_have_count(1)
+        expect(page.locator("#error")).to_contain_text("markup")  # the CLI's rule: no markup as a name
+        page.fill("#entity-value", "Bold Co")
+        page.fill("#entity-context", "<img src=x onerror=window.__pwned=3> makes <b>things</b>")
+        page.click("#entity-submit")
+        expect(page.locator("#entities tbody tr").filter(has_text="<img src=x onerror")).to_have_count(1)
         assert page.evaluate("window.__pwned") is None
-        assert page.locator("#transcript img, #entities b, script:not([src])").count() == 0
+        assert page.locator("#transcript img, #entities img, #entities b, script:not([src])").count() == 0
     assert HOSTILE in json.dumps(rows(served.database_url, "SELECT content FROM convomem_transcript"))
 
 
@@ -202,7 +206,7 @@ def test_operations_archive_export_and_delete(served: Served, tmp_path: Path) ->
     with browser_page(served.server.url, []) as page:
         open_console(page, served)
         page.click('#tabs button[data-tab="ops"]')
-        runs = rows(served.database_url, "SELECT count(*) FROM convomem_run_records")[0][0]
+        runs = rows(served.database_url, "SELECT count(*) FROM convomem_run_records WHERE user_id = 'u1'")[0][0]
         expect(page.locator('#ops-summary [data-number="turns"] dd')).to_have_text(str(runs))
         expect(page.locator('#charts [data-chart="turn time (s)"] polyline')).to_have_count(2)
         shot(page, "operations")
@@ -219,7 +223,7 @@ def test_operations_archive_export_and_delete(served: Served, tmp_path: Path) ->
         assert thread_status(served, "c-trip") == "archived"
         page.click("#delete")
         page.click("#delete-with")
-        expect(page.locator('#thread-list li[data-thread="c-trip"]')).to_have_count(0)
+        expect(page.locator("#thread-view")).to_be_hidden()  # hidden once the server answered
         assert thread_status(served, "c-trip") is None
         assert (
             rows(served.database_url, "SELECT count(*) FROM convomem_transcript WHERE thread_id = 'c-trip'")[

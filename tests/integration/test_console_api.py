@@ -39,7 +39,7 @@ async def console(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def seeded(app: Convomem) -> dict[str, str]:
     """Two users' threads: u1 talks twice (once with markup), u2 once."""
-    await app.send("t-one", "I work at Acme and live in Lisbon.", user_id="u1")
+    await app.send("t-one", "I work at Acme and I live in Lisbon.", user_id="u1")
     await app.send("t-one", HOSTILE, user_id="u1")
     await app.send("t-two", "My name is Bob.", user_id="u2")
     return {"u1": "t-one", "u2": "t-two"}
