@@ -31,6 +31,7 @@ from graphs.console_guard import (
 from graphs.events import TurnEvent
 from graphs.http_errors import status_of
 from graphs.settings import Settings
+from graphs.thread_admin import read_export
 from nodes.errors import ConvomemError, InvalidInput, UnknownThread
 from nodes.memory import ENTITY_TYPES
 
@@ -251,6 +252,16 @@ async def export(request: Request, cm: Convomem, user: ConsoleUser) -> Any:
     return _json(document, headers=disposition)
 
 
+async def import_(request: Request, cm: Convomem, user: ConsoleUser) -> Any:
+    body = await _body(request)
+    document = read_export(json.dumps(body.get("document")))
+    owners = {document.user_id, *(entry.user_id for entry in document.transcript)}
+    if not all(user.may_see(owner) for owner in owners):
+        raise Forbidden("That conversation belongs to another user: a token imports its own user's only.")
+    thread_id = await cm.import_thread(document, thread_id=_text(body, "thread_id", required=False) or None)
+    return await cm.thread(thread_id)
+
+
 async def memory(request: Request, cm: Convomem, user: ConsoleUser) -> Any:
     whose = _whose(request, user)
     return {"user": whose, "entities": await cm.entities(whose), "profile": await cm.profile(whose)}
@@ -320,6 +331,7 @@ _GET: dict[str, Handler] = {
     "/ops": ops,
 }
 _POST: dict[str, Handler] = {
+    "/threads/import": import_,
     "/threads/{thread_id}/replay": replay,
     "/threads/{thread_id}/fork": fork,
     "/threads/{thread_id}/archive": archive,

@@ -15,6 +15,7 @@ export function setupThreads() {
   $("thread-status").addEventListener("change", () => guarded(showThreads));
   $("transcript-search").addEventListener("submit", (event) => { event.preventDefault(); guarded(showTranscript); });
   $("archive").addEventListener("click", () => guarded(toggleArchive));
+  $("import-file").addEventListener("change", () => guarded(importFile));
   $("export").addEventListener("click", (event) => {
     event.preventDefault();
     guarded(() => download(threadPath("/export"), `${thread}.json`));
@@ -198,5 +199,22 @@ async function remove(withTranscript) {
   await postJson(threadPath("/delete"), { with_transcript: withTranscript });
   thread = null;
   $("thread-view").hidden = true;
+  $("thread-title").textContent = "";
   await showThreads();
+}
+
+async function importFile() {
+  const file = $("import-file").files[0];
+  if (!file) return;
+  let document;
+  try {
+    document = JSON.parse(await file.text());
+  } catch {
+    throw new Error(`${file.name} is not JSON: choose a file \`convomem export\` wrote.`);
+  } finally {
+    $("import-file").value = "";
+  }
+  const info = await postJson("/threads/import", { document });
+  await showThreads();
+  await openThread(info.thread_id);
 }

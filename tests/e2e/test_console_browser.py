@@ -206,7 +206,9 @@ def test_operations_archive_export_and_delete(served: Served, tmp_path: Path) ->
     with browser_page(served.server.url, []) as page:
         open_console(page, served)
         page.click('#tabs button[data-tab="ops"]')
-        runs = rows(served.database_url, "SELECT count(*) FROM convomem_run_records WHERE user_id = 'u1'")[0][0]
+        runs = rows(served.database_url, "SELECT count(*) FROM convomem_run_records WHERE user_id = 'u1'")[0][
+            0
+        ]
         expect(page.locator('#ops-summary [data-number="turns"] dd')).to_have_text(str(runs))
         expect(page.locator('#charts [data-chart="turn time (s)"] polyline')).to_have_count(2)
         shot(page, "operations")
@@ -215,7 +217,9 @@ def test_operations_archive_export_and_delete(served: Served, tmp_path: Path) ->
         page.click('#thread-list li[data-thread="c-trip"]')
         with page.expect_download() as download:
             page.click("#export")
-        exported = json.loads(Path(download.value.path()).read_text())
+        saved = tmp_path / "c-trip.json"
+        download.value.save_as(saved)
+        exported = json.loads(saved.read_text())
         assert exported["thread_id"] == "c-trip" and exported["format"] == "convomem.thread"
 
         page.click("#archive")
@@ -225,12 +229,16 @@ def test_operations_archive_export_and_delete(served: Served, tmp_path: Path) ->
         page.click("#delete-with")
         expect(page.locator("#thread-view")).to_be_hidden()  # hidden once the server answered
         assert thread_status(served, "c-trip") is None
-        assert (
-            rows(served.database_url, "SELECT count(*) FROM convomem_transcript WHERE thread_id = 'c-trip'")[
-                0
-            ][0]
-            == 0
+        in_transcript = (
+            "SELECT count(*) FROM convomem_transcript WHERE thread_id = 'c-trip' AND role = 'human'"
         )
+        assert rows(served.database_url, in_transcript)[0][0] == 0
+
+        page.set_input_files("#import-file", str(saved))  # and back: the conversation continues from there
+        expect(page.locator("#thread-view")).to_be_visible()
+        expect(page.locator("#thread-title")).to_have_text("Plan a trip to Porto with Beatriz.")
+        assert thread_status(served, "c-trip") == "active"
+        assert rows(served.database_url, in_transcript)[0][0] == 1
 
 
 class _Attacker(BaseHTTPRequestHandler):

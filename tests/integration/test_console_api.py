@@ -207,7 +207,9 @@ async def test_cross_site_changes_are_refused_and_nothing_changes(
     assert same_site.status_code == 200
 
 
-async def test_tokens_confine_a_user_to_their_own_data(settings: Settings, seeded: dict[str, str]) -> None:
+async def test_tokens_confine_a_user_to_their_own_data(
+    settings: Settings, seeded: dict[str, str], app: Convomem
+) -> None:
     confined = settings.model_copy(update={"api_tokens": SecretStr("token-one-u1:u1,token-two-u2:u2")})
     async for client in client_for(confined):
         assert (await client.get("/console/api/me")).status_code == 401
@@ -222,5 +224,14 @@ async def test_tokens_confine_a_user_to_their_own_data(settings: Settings, seede
         assert other.status_code == 403
         delete = await post(client, "/console/api/threads/t-two/delete", {"with_transcript": True}, **bearer)
         assert delete.status_code == 404
+        theirs = await post(client, "/console/api/threads/import", {"document": {}}, **bearer)
+        assert theirs.status_code == 422 and "Invalid export file" in theirs.json()["detail"]
+        bob = await post(
+            client,
+            "/console/api/threads/import",
+            {"document": await app.export_thread("t-two"), "thread_id": "t-bob-copy"},
+            **bearer,
+        )
+        assert bob.status_code == 403 and await app.thread("t-bob-copy") is None
         ops = (await client.get("/console/api/ops", params={"window": "1h"}, headers=bearer)).json()
         assert ops["report"]["turns"] == 2
