@@ -17,14 +17,16 @@ from langgraph.types import StateSnapshot
 
 from bench.baselines import open_baseline
 from bench.fake_model import FakeChatModel
+from bench.langmem_recipe import open_recipe
 from graphs.api import Convomem, ReplyToken, TurnEnded, open_convomem
 from graphs.settings import Settings
 
 __all__ = ["VARIANTS", "Driver", "TurnTiming", "Variant", "open_driver"]
 
-Variant = Literal["convomem", "convomem-locked", "convomem-async", "bare", "delta"]
-VARIANTS: tuple[Variant, ...] = ("convomem", "bare", "delta", "convomem-async")
-"""`convomem-locked` is convomem with upstream's saver-wide asyncio lock put back (concurrency bench);
+Variant = Literal["convomem", "convomem-locked", "convomem-async", "bare", "delta", "langmem"]
+VARIANTS: tuple[Variant, ...] = ("convomem", "bare", "delta", "langmem", "convomem-async")
+"""`langmem` is the recipe a user assembles from LangMem (bench/langmem_recipe.py).
+`convomem-locked` is convomem with upstream's saver-wide asyncio lock put back (concurrency bench);
 `convomem-async` runs with durability "async", LangGraph's default, which the baselines use: checkpoint
 writes overlap the next step instead of being awaited (convomem's default is "sync")."""
 
@@ -67,15 +69,22 @@ class ConvomemDriver:
 
 
 class BaselineDriver:
-    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], model: FakeChatModel):
+    """`per_user`: the run names its user (`langgraph_user_id`, LangMem's namespace placeholder)."""
+
+    def __init__(
+        self, graph: CompiledStateGraph[Any, Any, Any, Any], model: FakeChatModel, *, per_user: bool = False
+    ):
         self.graph = graph
         self.model = model
+        self.per_user = per_user
 
     async def turn(self, thread_id: str, user_id: str, text: str) -> TurnTiming:
         started = time.perf_counter()
         first: float | None = None
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
         config: Any = {"configurable": {"thread_id": thread_id}}
+        if self.per_user:
+            config["configurable"]["langgraph_user_id"] = user_id
         async for chunk, metadata in self.graph.astream(
             {"messages": [message]}, config, stream_mode="messages"
         ):
@@ -103,6 +112,10 @@ async def open_driver(
     if variant in ("bare", "delta"):
         async with open_baseline(url, model, "bare" if variant == "bare" else "delta") as graph:
             yield BaselineDriver(graph, model)
+        return
+    if variant == "langmem":
+        async with open_recipe(url, model) as graph:
+            yield BaselineDriver(graph, model, per_user=True)
         return
     settings = Settings(database_url=url, data_dir=data_dir)
     if variant == "convomem-async":
