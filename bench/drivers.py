@@ -23,9 +23,13 @@ from graphs.settings import Settings
 
 __all__ = ["VARIANTS", "Driver", "TurnTiming", "Variant", "open_driver"]
 
-Variant = Literal["convomem", "convomem-locked", "convomem-async", "bare", "delta", "langmem"]
-VARIANTS: tuple[Variant, ...] = ("convomem", "bare", "delta", "langmem", "convomem-async")
-"""`langmem` is the recipe a user assembles from LangMem (bench/langmem_recipe.py).
+Variant = Literal[
+    "convomem", "convomem-locked", "convomem-async", "convomem-tools", "bare", "delta", "langmem"
+]
+VARIANTS: tuple[Variant, ...] = ("convomem", "bare", "delta", "langmem", "convomem-async", "convomem-tools")
+"""`langmem` is the recipe a user assembles from LangMem (bench/langmem_recipe.py). convomem runs without
+its built-in memory tools, as the baselines have none (the fake model calls a tool whenever it is given
+one, so with tools every turn would use all its tool rounds); `convomem-tools` has them all.
 `convomem-locked` is convomem with upstream's saver-wide asyncio lock put back (concurrency bench);
 `convomem-async` runs with durability "async", LangGraph's default, which the baselines use: checkpoint
 writes overlap the next step instead of being awaited (convomem's default is "sync")."""
@@ -117,9 +121,12 @@ async def open_driver(
         async with open_recipe(url, model) as graph:
             yield BaselineDriver(graph, model, per_user=True)
         return
-    settings = Settings(database_url=url, data_dir=data_dir)
-    if variant == "convomem-async":
-        settings = Settings(database_url=url, data_dir=data_dir, durability="async")
+    settings = Settings(
+        database_url=url,
+        data_dir=data_dir,
+        tools="all" if variant == "convomem-tools" else "none",
+        durability="async" if variant == "convomem-async" else "sync",
+    )
     async with open_convomem(settings, model=model, max_concurrent_runs=max(concurrency, 1)) as cm:
         if variant == "convomem-locked":  # upstream's behaviour, which ConvomemSaver drops on a pool
             # Upstream detail: AsyncPostgresSaver's saver-wide `lock`; pinned by

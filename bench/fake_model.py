@@ -27,8 +27,9 @@ LANGMEM_SUMMARY_REQUESTS = (
     "Create a summary of the conversation above:",
     "This is summary of the conversation so far:",
 )
-"""How LangMem's default summary prompts (langmem.short_term) end and begin their last message; pinned by
-tests/integration/test_bench_langmem.py::test_langmem_summary_prompts_are_recognised."""
+"""The start of the last message of LangMem's default summary prompts (langmem.short_term); pinned by
+tests/unit/test_upstream_pins.py::
+test_langmem_summary_prompts_end_with_the_requests_the_bench_model_knows."""
 
 
 def _words(seed_text: str, count: int) -> str:
