@@ -129,7 +129,7 @@ async def run(sizes: Sizes, out: Path) -> str:
 
     info["load average at end (1/5/15 min)"] = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     report = build_report(sizes, runs, results, cold, local)
-    where = node_table(nodes, runs["convomem"].commits_per_turn)
+    where = node_table(nodes)
     plots = plot(out, runs, sizes)
     elapsed = time.monotonic() - started
     text = "\n".join(

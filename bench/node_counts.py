@@ -5,8 +5,8 @@ per statement, the transactions and round trips it costs with autocommit: a stat
 one transaction and one round trip; a `transaction()` block is one transaction, its BEGIN and COMMIT and
 each statement in it one round trip; a pipeline is one round trip and, outside a block, one transaction
 per sync; `executemany` outside a pipeline runs as one pipeline. The pool's connection check (an empty
-query) is a round trip but no transaction (pg_stat_database's xact_commit does not count it); it gets
-its own row.
+query on every checkout) is one transaction too (pg_stat_database's xact_commit counts it); it gets its
+own row. The server's own count over the same turns is reported next to the total.
 
 Each statement is charged to where it comes from:
 - the graph node running it: LangGraph's run config (langchain-core's context variable) names it;
@@ -35,7 +35,7 @@ from langgraph.store.base import Op
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import AsyncConnectionPool
 
-from bench.db import create_database
+from bench.db import committed_transactions, create_database
 from bench.drivers import ConvomemDriver, open_driver
 from bench.workload import user_message
 
@@ -46,6 +46,7 @@ CHARGED: ContextVar[str | None] = ContextVar("bench_charged", default=None)
 SAVER_METHODS = ("aput_writes", "aput", "aget_tuple", "alist", "adelete_thread")
 AROUND = "around the graph (turn runner)"
 CHECK = "pool connection check"
+STATS_SETTLE_S = 1.0
 THREAD = "bench-nodes"
 USER = "bench-nodes-user"
 
@@ -118,8 +119,8 @@ class CountingConnection(AsyncConnection[Any]):
     def count(self, query: object, *, batch: bool = False) -> None:
         if self.pipelines:
             return  # charged at the pipeline's sync
-        if query == "":  # the pool's check: a round trip, and no transaction on the server
-            TALLY.add(CHECK, 0, 1)
+        if query == "":  # the pool's check: an empty statement, a transaction like any other
+            TALLY.add(CHECK, 1, 1)
             return
         TALLY.add(_where(query), 1 if self.blocks == 0 else 0, 1)
         del batch  # one pipeline: one round trip, one transaction outside a block
@@ -188,6 +189,8 @@ class NodeCounts:
     turns: int
     transactions: dict[str, float]
     round_trips: dict[str, float]
+    server_transactions: float
+    """pg_stat_database's xact_commit over the counted turns, per turn (includes closing the pools)."""
 
     @property
     def total(self) -> tuple[float, float]:
@@ -208,14 +211,19 @@ async def count_nodes(root_url: str, data_dir: Any, *, warm: int, turns: int) ->
         persistence = driver.cm.persistence
         _charge_store(persistence.store)
         for pool in (persistence.pool, driver.cm.lock_pool):
-            await _count_pool(pool)
+            await _count_pool(pool)  # the warm-up's connections end, flushing their statistics
+        await asyncio.sleep(STATS_SETTLE_S)
+        before = committed_transactions(url)
         TALLY.transactions.clear()
         TALLY.round_trips.clear()
         await _run(driver, range(warm, warm + turns))
+    await asyncio.sleep(STATS_SETTLE_S)  # closed sessions flush their statistics as they exit
+    server = committed_transactions(url) - before
     return NodeCounts(
         turns,
         {k: v / turns for k, v in TALLY.transactions.items()},
         {k: v / turns for k, v in TALLY.round_trips.items()},
+        server / turns,
     )
 
 

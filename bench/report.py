@@ -219,13 +219,14 @@ def _concurrency_rows(report: Report, results: Sequence[ConcurrencyResult]) -> N
                 )
 
 
-def node_table(counts: NodeCounts, server_total: float) -> str:
+def node_table(counts: NodeCounts) -> str:
     """Markdown: where convomem's transactions and round trips go, per turn."""
     transactions, round_trips = counts.total
     lines = [
         f"Where a convomem turn's Postgres work goes (client-side count over {counts.turns} turns after a "
         f"warm-up; bench/node_counts.py). Total {transactions:.1f} transactions and {round_trips:.1f} round "
-        f"trips per turn; the server counted {server_total:.1f} transactions per turn in the length run.",
+        f"trips per turn; the server counted {counts.server_transactions:.1f} transactions per turn over the "
+        "same turns (pg_stat_database, including closing the pools).",
         "",
         "| where | transactions / turn | round trips / turn |",
         "| --- | --- | --- |",

@@ -38,7 +38,7 @@ async def test_a_langmem_recipe_turn_checkpoints_remembers_and_recalls(database_
         memories = conn.execute(
             "SELECT value->>'content' FROM store WHERE prefix = 'memories.u1' ORDER BY created_at"
         ).fetchall()
-    assert checkpoints is not None and checkpoints[0] == 10  # a turn: input, start, summarize, respond, remember
+    assert checkpoints is not None and checkpoints[0] == 10  # input, start, summarize, respond, remember
     expected = ["; ".join(f"{kind}: {name}" for kind, name in entities_in(text)) for text in texts]
     assert [row[0] for row in memories] == expected
     second_reply = next(r for r in model.requests if str(r[-1].content) == texts[1] and len(r) > 2)
@@ -54,5 +54,5 @@ async def test_node_counts_split_a_convomem_turn_by_node(
     for node in ("load_memory", "extract_entities"):
         assert rows[node][0] > 0
     assert rows["respond: checkpoint writes"] == (1.0, 1.0)
-    assert rows[CHECK][0] == 0 and rows[CHECK][1] > 0
+    assert rows[CHECK][0] > 0 and counts.server_transactions > 0
     assert all(rt >= tx for tx, rt in rows.values())
