@@ -6,7 +6,8 @@ one transaction and one round trip; a `transaction()` block is one transaction, 
 each statement in it one round trip; a pipeline is one round trip and, outside a block, one transaction
 per sync; `executemany` outside a pipeline runs as one pipeline. The pool's connection check (an empty
 query on every checkout) is one transaction too (pg_stat_database's xact_commit counts it); it gets its
-own row. The server's own count over the same turns is reported next to the total.
+own column, charged to whoever took the connection. The server's own count over the same turns is
+reported next to the total.
 
 Each statement is charged to where it comes from:
 - the graph node running it: LangGraph's run config (langchain-core's context variable) names it;
@@ -45,7 +46,6 @@ REPO = Path(__file__).resolve().parents[1]
 CHARGED: ContextVar[str | None] = ContextVar("bench_charged", default=None)
 SAVER_METHODS = ("aput_writes", "aput", "aget_tuple", "alist", "adelete_thread")
 AROUND = "around the graph (turn runner)"
-CHECK = "pool connection check"
 STATS_SETTLE_S = 1.0
 THREAD = "bench-nodes"
 USER = "bench-nodes-user"
@@ -55,13 +55,19 @@ USER = "bench-nodes-user"
 class Tally:
     transactions: Counter[str]
     round_trips: Counter[str]
+    checks: Counter[str]
 
-    def add(self, where: str, transactions: int, round_trips: int) -> None:
+    def add(self, where: str, transactions: int, round_trips: int, *, check: bool = False) -> None:
         self.transactions[where] += transactions
         self.round_trips[where] += round_trips
+        self.checks[where] += check
+
+    def clear(self) -> None:
+        for counter in (self.transactions, self.round_trips, self.checks):
+            counter.clear()
 
 
-TALLY = Tally(Counter(), Counter())
+TALLY = Tally(Counter(), Counter(), Counter())
 
 
 def _node() -> str | None:
@@ -120,7 +126,7 @@ class CountingConnection(AsyncConnection[Any]):
         if self.pipelines:
             return  # charged at the pipeline's sync
         if query == "":  # the pool's check: an empty statement, a transaction like any other
-            TALLY.add(CHECK, 1, 1)
+            TALLY.add(_where(None), 1, 1, check=True)
             return
         TALLY.add(_where(query), 1 if self.blocks == 0 else 0, 1)
         del batch  # one pipeline: one round trip, one transaction outside a block
@@ -189,6 +195,8 @@ class NodeCounts:
     turns: int
     transactions: dict[str, float]
     round_trips: dict[str, float]
+    checks: dict[str, float]
+    """Of the round trips (and transactions), the pool's connection checks."""
     server_transactions: float
     """pg_stat_database's xact_commit over the counted turns, per turn (includes closing the pools)."""
 
@@ -196,10 +204,12 @@ class NodeCounts:
     def total(self) -> tuple[float, float]:
         return sum(self.transactions.values()), sum(self.round_trips.values())
 
-    def rows(self) -> list[tuple[str, float, float]]:
-        """(where, transactions per turn, round trips per turn), most transactions first."""
+    def rows(self) -> list[tuple[str, float, float, float]]:
+        """(where, transactions, round trips, connection checks; per turn), most transactions first."""
         keys = sorted(self.round_trips, key=lambda k: (-self.transactions.get(k, 0), -self.round_trips[k]))
-        return [(k, self.transactions.get(k, 0.0), self.round_trips[k]) for k in keys]
+        return [
+            (k, self.transactions.get(k, 0.0), self.round_trips[k], self.checks.get(k, 0.0)) for k in keys
+        ]
 
 
 async def count_nodes(root_url: str, data_dir: Any, *, warm: int, turns: int) -> NodeCounts:
@@ -214,8 +224,7 @@ async def count_nodes(root_url: str, data_dir: Any, *, warm: int, turns: int) ->
             await _count_pool(pool)  # the warm-up's connections end, flushing their statistics
         await asyncio.sleep(STATS_SETTLE_S)
         before = committed_transactions(url)
-        TALLY.transactions.clear()
-        TALLY.round_trips.clear()
+        TALLY.clear()
         await _run(driver, range(warm, warm + turns))
     await asyncio.sleep(STATS_SETTLE_S)  # closed sessions flush their statistics as they exit
     server = committed_transactions(url) - before
@@ -223,6 +232,7 @@ async def count_nodes(root_url: str, data_dir: Any, *, warm: int, turns: int) ->
         turns,
         {k: v / turns for k, v in TALLY.transactions.items()},
         {k: v / turns for k, v in TALLY.round_trips.items()},
+        {k: v / turns for k, v in TALLY.checks.items()},
         server / turns,
     )
 

@@ -222,16 +222,18 @@ def _concurrency_rows(report: Report, results: Sequence[ConcurrencyResult]) -> N
 def node_table(counts: NodeCounts) -> str:
     """Markdown: where convomem's transactions and round trips go, per turn."""
     transactions, round_trips = counts.total
+    checks = sum(counts.checks.values())
     lines = [
         f"Where a convomem turn's Postgres work goes (client-side count over {counts.turns} turns after a "
         f"warm-up; bench/node_counts.py). Total {transactions:.1f} transactions and {round_trips:.1f} round "
         f"trips per turn; the server counted {counts.server_transactions:.1f} transactions per turn over the "
-        "same turns (pg_stat_database, including closing the pools).",
+        "same turns (pg_stat_database, including closing the pools). Each pool checkout runs psycopg_pool's "
+        f"connection check, an empty statement: {checks:.1f} of those transactions and round trips.",
         "",
-        "| where | transactions / turn | round trips / turn |",
-        "| --- | --- | --- |",
+        "| where | transactions / turn | round trips / turn | of which connection checks |",
+        "| --- | --- | --- | --- |",
     ]
-    lines += [f"| {where} | {tx:.2f} | {rt:.2f} |" for where, tx, rt in counts.rows()]
+    lines += [f"| {where} | {tx:.2f} | {rt:.2f} | {ck:.2f} |" for where, tx, rt, ck in counts.rows()]
     return "\n".join(lines)
 
 

@@ -11,7 +11,7 @@ from pydantic import Field
 from bench.drivers import BaselineDriver
 from bench.fake_model import FakeChatModel
 from bench.langmem_recipe import open_recipe
-from bench.node_counts import CHECK, count_nodes
+from bench.node_counts import count_nodes
 from bench.workload import entities_in, user_message
 
 
@@ -50,9 +50,9 @@ async def test_node_counts_split_a_convomem_turn_by_node(
 ) -> None:
     _, root_url = postgres_root
     counts = await count_nodes(root_url, tmp_path, warm=1, turns=2)
-    rows = {where: (tx, rt) for where, tx, rt in counts.rows()}
+    rows = {where: (tx, rt, checks) for where, tx, rt, checks in counts.rows()}
     for node in ("load_memory", "extract_entities"):
-        assert rows[node][0] > 0
-    assert rows["respond: checkpoint writes"] == (1.0, 1.0)
-    assert rows[CHECK][0] > 0 and counts.server_transactions > 0
-    assert all(rt >= tx for tx, rt in rows.values())
+        assert rows[node][0] > rows[node][2] > 0  # its own statements, and a check per checkout
+    assert rows["respond: checkpoint writes"][:2] == (2.0, 2.0)  # the writes, and their checkout's check
+    assert counts.server_transactions > 0
+    assert all(rt >= tx >= checks for tx, rt, checks in rows.values())
