@@ -5,7 +5,7 @@ from __future__ import annotations
 import operator
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.node_counts import NodeCounts
@@ -15,6 +15,7 @@ __all__ = ["Report", "Target", "build_report", "node_table"]
 
 PROMPT_BUDGET = 3000
 OPS = {"<=": operator.le, ">=": operator.ge}
+COLUMNS = ("convomem", "bare", "delta", "LangMem recipe")
 
 
 @dataclass(frozen=True)
@@ -23,15 +24,17 @@ class Target:
     value: float
     op: str
     limit: float
+    figures: str = ""
+    """The measured figures behind the value (the report row's cells)."""
 
     @property
     def met(self) -> bool:
         return bool(OPS[self.op](self.value, self.limit))
 
     def line(self) -> str:
-        return (
-            f"TARGET {self.name} {self.value:.4g} {self.op}{self.limit:g} {'met' if self.met else 'missed'}"
-        )
+        verdict = "MET" if self.met else "MISSED"
+        figures = f" ({self.figures})" if self.figures else ""
+        return f"TARGET {self.name} {self.value:.4g} {self.op}{self.limit:g} {verdict}{figures}"
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Report:
         """`cells`: convomem's value, then bare's, delta's and the LangMem recipe's when measured."""
         values = (*cells, "", "", "")[:4]
         if target is not None:
+            figures = "; ".join(f"{name} {cell}" for name, cell in zip(COLUMNS, values, strict=True) if cell)
+            target = replace(target, figures=figures)
             self.targets.append(target)
             goal, met = f"{target.op} {target.limit:g}", "yes" if target.met else "**no**"
         else:
@@ -50,7 +55,7 @@ class Report:
         self.rows.append((metric, *values, ratio, goal, met))
 
     def markdown(self) -> str:
-        head = ("metric", "convomem", "bare", "delta", "LangMem recipe", "ratio", "target", "met?")
+        head = ("metric", *COLUMNS, "ratio", "target", "met?")
         lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
         lines += ["| " + " | ".join(row) + " |" for row in self.rows]
         return "\n".join(lines)
@@ -192,7 +197,7 @@ def _concurrency_rows(report: Report, results: Sequence[ConcurrencyResult]) -> N
                 vs_peer = cm.turns_per_s / peer.turns_per_s
                 report.row(
                     f"  throughput vs the LangMem recipe, {where}",
-                    [],
+                    [cells[0], "", "", cells[3]],
                     f"{vs_peer:.2f}x LangMem",
                     Target("throughput_8t_vs_langmem", vs_peer, ">=", 1.0) if headline else None,
                 )
