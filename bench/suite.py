@@ -56,14 +56,15 @@ class Sizes:
     concurrency_turns: int
     cold_turns: int
     local_model: bool
+    node_turns: int
 
     @staticmethod
     def full() -> Sizes:
-        return Sizes(1000, 50, (100, 300, 1000), (8, 32, 64), 20, 500, True)
+        return Sizes(1000, 50, (100, 300, 1000), (8, 32, 64), 20, 500, True, 50)
 
     @staticmethod
     def quick() -> Sizes:
-        return Sizes(150, 50, (100, 150), (8,), 10, 100, False)
+        return Sizes(150, 50, (100, 150), (8,), 10, 100, False, 20)
 
 
 def progress(message: str) -> None:

@@ -38,7 +38,9 @@ from langgraph.types import Send
 from psycopg.types.json import Jsonb
 from typing_extensions import TypedDict
 
+from bench.fake_model import LANGMEM_SUMMARY_REQUESTS
 from checkpoint.delta import DELTA_CHANNELS_SQL
+from checkpoint.persistence import _stop_batch_task
 from checkpoint.saver import SELECT_SQL, ConvomemSaver
 from checkpoint.unloadable import SUSPECTS_SQL
 
@@ -270,6 +272,48 @@ def test_chat_model_hooks_the_bench_model_overrides() -> None:
         parameters = list(inspect.signature(hook).parameters)
         assert parameters[:4] == ["self", "messages", "stop", "run_manager"] and parameters[-1] == "kwargs"
     assert re.search(r"def _llm_type\(self\) -> str", inspect.getsource(BaseChatModel))
+
+
+def test_langmem_summary_prompts_end_with_the_requests_the_bench_model_knows() -> None:
+    """bench/fake_model.py tells LangMem's summary requests from reply requests by the last message of
+    LangMem's default summary prompts (langmem.short_term.summarization)."""
+    from langmem.short_term import summarization
+
+    prompts = (summarization.DEFAULT_INITIAL_SUMMARY_PROMPT, summarization.DEFAULT_EXISTING_SUMMARY_PROMPT)
+    for prompt, request in zip(prompts, LANGMEM_SUMMARY_REQUESTS, strict=True):
+        last = prompt.format_messages(messages=[], existing_summary="so far")[-1]
+        assert str(last.content).startswith(request)
+
+
+async def test_store_batches_run_queued_ops_through_the_instance_abatch() -> None:
+    """bench/node_counts.py charges store work to the nodes that queued it: it wraps `put_nowait` of the
+    private `_aqueue` (AsyncBatchedBaseStore queues (future, op) pairs there) and the instance's
+    `abatch`, which the background batch task calls with those ops."""
+    batches: list[list[Any]] = []
+
+    class Store(AsyncBatchedBaseStore):
+        def batch(self, ops: Any) -> list[Any]:
+            raise NotImplementedError
+
+        async def abatch(self, ops: Any) -> list[Any]:
+            raise NotImplementedError
+
+    async def recording(ops: Any) -> list[Any]:
+        batches.append(list(ops))
+        return [None for _ in batches[-1]]
+
+    store = Store()
+    queue = cast(Any, store)._aqueue
+    assert isinstance(queue, asyncio.Queue)
+    queued: list[Any] = []
+    put = queue.put_nowait
+    queue.put_nowait = lambda item: (queued.append(item[1]), put(item))[1]
+    cast(Any, store).abatch = recording
+    try:
+        assert await store.aget(("a",), "k") is None
+        assert len(queued) == 1 and batches == [queued]
+    finally:
+        await _stop_batch_task(cast(Any, store))
 
 
 # --------------------------------------------------------------------------- graphs/
