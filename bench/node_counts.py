@@ -240,3 +240,35 @@ async def count_nodes(root_url: str, data_dir: Any, *, warm: int, turns: int) ->
 async def _run(driver: ConvomemDriver, turns: Sequence[int]) -> None:
     for turn in turns:
         await driver.turn(THREAD, USER, user_message(5, turn))
+
+
+def _print(counts: NodeCounts) -> None:
+    rows = sorted(counts.transactions.items(), key=lambda item: -item[1])
+    print(f"{'where':<70} {'tx/turn':>8} {'trips':>7} {'checks':>7}")
+    for where, transactions in rows:
+        trips, checks = counts.round_trips.get(where, 0.0), counts.checks.get(where, 0.0)
+        print(f"{where:<70} {transactions:>8.2f} {trips:>7.2f} {checks:>7.2f}")
+    total = sum(counts.transactions.values())
+    print(f"{'total (client side)':<70} {total:>8.2f}")
+    print(f"server-counted transactions per turn: {counts.server_transactions:.2f}")
+
+
+def main() -> None:
+    """`python -m bench.node_counts [TURNS]`: where a convomem turn's Postgres work goes, per node."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from checkpoint.embedded import start_embedded, stop_embedded
+
+    turns = int(sys.argv[1]) if len(sys.argv) > 1 else 20
+    folder = Path(tempfile.mkdtemp(prefix="bench-nodes-"))
+    root_url = start_embedded(folder / "pg")
+    try:
+        _print(asyncio.run(count_nodes(root_url, folder / "data", warm=5, turns=turns)))
+    finally:
+        stop_embedded(folder / "pg")
+
+
+if __name__ == "__main__":
+    main()
