@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import select
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from psycopg import AsyncConnection, Error, OperationalError
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import ConnStatus, TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from checkpoint.connections import Pool
 from nodes.errors import ConfigError, ConvomemError, DatabaseUnavailable
 
-__all__ = ["Pool", "connection_error", "describe_url", "open_pool", "unreachable"]
+__all__ = [
+    "FRESH_SECONDS",
+    "Pool",
+    "check_unless_fresh",
+    "connection_error",
+    "describe_url",
+    "open_pool",
+    "unreachable",
+]
 
 _FIX = "check DATABASE_URL (or unset it to use the embedded server)"
 
@@ -77,6 +89,41 @@ async def unreachable(pool: Pool) -> ConvomemError | None:
     return None
 
 
+FRESH_SECONDS = 30.0
+"""A connection used less than this long ago is handed out without psycopg_pool's check when nothing has
+arrived on its socket. The check (an empty statement) costs a round trip and, on the server, a
+transaction: about half of a turn's, since a turn takes a connection for each of its steps. A server that
+ends a session (pg_terminate_backend, an idle reaper, a restart, a failover) closes its socket, which
+makes it readable: such a connection is checked, fails the check and is replaced, as before. A connection
+idle longer than this is always checked (a silent network drop leaves no trace on the socket)."""
+
+_last_used: weakref.WeakKeyDictionary[AsyncConnection[object], float] = weakref.WeakKeyDictionary()
+
+
+async def _mark_used(conn: AsyncConnection[object]) -> None:
+    """The pool's `configure` and `reset` callback: when the connection was last known good."""
+    _last_used[conn] = time.monotonic()
+
+
+def _quiet(conn: AsyncConnection[object]) -> bool:
+    """Nothing to read on an idle connection's socket: no error, notice or end of file from the server."""
+    try:
+        readable, _, _ = select.select([conn.pgconn.socket], [], [], 0)
+    except (OSError, ValueError, Error):
+        return False
+    return not readable
+
+
+async def check_unless_fresh(conn: AsyncConnection[object]) -> None:
+    """The pool's `check`: psycopg_pool's own check, skipped for a healthy connection used moments ago."""
+    last = _last_used.get(conn)
+    healthy = conn.pgconn.status == ConnStatus.OK and conn.pgconn.transaction_status == TransactionStatus.IDLE
+    if last is not None and healthy and time.monotonic() - last < FRESH_SECONDS and _quiet(conn):
+        return
+    await AsyncConnectionPool.check_connection(conn)
+    _last_used[conn] = time.monotonic()
+
+
 @asynccontextmanager
 async def open_pool(url: str, *, max_size: int = 10, timeout: float = 30.0) -> AsyncIterator[Pool]:
     """A checked, PgBouncer-safe pool (autocommit, no prepared statements, dict rows)."""
@@ -93,7 +140,9 @@ async def open_pool(url: str, *, max_size: int = 10, timeout: float = 30.0) -> A
         max_idle=300.0,
         timeout=timeout,
         open=False,
-        check=AsyncConnectionPool.check_connection,
+        check=check_unless_fresh,
+        configure=_mark_used,
+        reset=_mark_used,
         kwargs={"autocommit": True, "prepare_threshold": None, "row_factory": dict_row},
     )
     try:

@@ -12,12 +12,15 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import AsyncConnectionPool
 
 from checkpoint.embedded import start_embedded, stop_embedded
+from checkpoint.pool import open_pool
 from graphs.api import open_convomem
 from graphs.settings import Settings
 from nodes.errors import ConvomemError, DatabaseUnavailable, TooManyRuns
@@ -28,7 +31,7 @@ def terminate_backends(database_url: str) -> int:
     """pg_terminate_backend on every other session of the test database, as a failover or idle reaper does."""
     with psycopg.connect(database_url, autocommit=True) as admin:
         row = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchone()
     return int(row[0]) if row else 0
@@ -164,3 +167,31 @@ async def test_a_stopped_server_is_reported_as_such_and_a_full_lock_pool_as_too_
             await asyncio.to_thread(start_embedded, data_dir)
         end = await cm.send("c", "Back again.")
         assert end.reply is not None
+
+
+async def test_a_fresh_connection_skips_the_check_and_one_the_server_ended_is_replaced(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[int] = []
+    real_check = AsyncConnectionPool.check_connection
+
+    async def counted(conn: Any) -> None:
+        checks.append(conn.pgconn.backend_pid)
+        await real_check(conn)
+
+    monkeypatch.setattr(AsyncConnectionPool, "check_connection", staticmethod(counted))
+    async with open_pool(database_url, max_size=1) as pool:
+        async with pool.connection() as conn:
+            first = conn.pgconn.backend_pid
+        async with pool.connection() as conn:  # used moments ago, nothing on its socket: no round trip
+            assert conn.pgconn.backend_pid == first
+        assert checks == []
+        assert terminate_backends(database_url) == 1  # waits until the session has ended
+        async with pool.connection() as conn:  # its socket says so: checked, failed, replaced
+            assert (await (await conn.execute("SELECT 1 AS one")).fetchone()) == {"one": 1}
+            second = conn.pgconn.backend_pid
+        assert checks == [first] and second != first
+        monkeypatch.setattr("checkpoint.pool.FRESH_SECONDS", 0.0)
+        async with pool.connection():  # idle longer than FRESH_SECONDS (now 0): always checked
+            pass
+        assert checks == [first, second]
