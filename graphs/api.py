@@ -155,7 +155,7 @@ class Convomem(ThreadApi):
         interrupt_before: Sequence[str] = (),
         interrupt_after: Sequence[str] = (),
         durability: Durability | None = None,
-        on_busy: OnBusy = "reject",
+        on_busy: OnBusy = "enqueue",
         busy_timeout: float = BUSY_TIMEOUT,
         reply_done: bool = False,
     ) -> AsyncIterator[TurnEvent]:
@@ -166,6 +166,8 @@ class Convomem(ThreadApi):
         `reply_done` adds a ReplyDone event when the reply is saved, before the memory work.
         `durability` overrides the setting for this run ("sync" writes each checkpoint before the next
         step; "async" overlaps the write with the next step; "exit" writes only when the run stops).
+        A message sent while another run holds the thread (the previous turn's memory work, say) waits for
+        it, up to `busy_timeout` seconds (on_busy="enqueue", the default for chat; "reject" refuses at once).
         A thread waiting for an answer to an interrupt refuses new messages; an unfinished turn (a killed
         process, a stopped run) is superseded: the reply answers both messages.
         """

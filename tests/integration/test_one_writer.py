@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from checkpoint.locks import LOCK_NAMESPACE, thread_lock_key
-from graphs.api import Convomem, TurnEnded, open_convomem
+from graphs.api import Convomem, ReplyDone, TurnEnded, open_convomem
 from graphs.settings import Settings
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy
 from tests.fake_openai import FakeOpenAIServer
@@ -83,7 +83,7 @@ async def test_reject_refuses_every_other_run_and_the_first_completes(
     task, _ = await start_slow_turn(first, fake_model)
 
     with pytest.raises(ThreadBusy, match=r"busy with another run: wait, or use --on-busy") as refused:
-        await second.send(THREAD, SECOND)
+        await second.send(THREAD, SECOND, on_busy="reject")
     assert "\n" not in str(refused.value)
     # The thread's unfinished state is not mistaken for a turn waiting to be resumed: the lock comes first.
     with pytest.raises(ThreadBusy):
@@ -250,3 +250,30 @@ async def test_bad_strategy_or_timeout_is_refused_before_anything_runs(
     with pytest.raises(InvalidInput, match="negative"):
         await first.send(THREAD, SECOND, on_busy="enqueue", busy_timeout=-1)
     assert assert_linear_history(database_url, THREAD) == before
+
+
+async def test_a_message_sent_during_the_previous_turns_memory_work_is_queued_not_refused(
+    pair: tuple[Convomem, Convomem], fake_model: FakeOpenAIServer
+) -> None:
+    """The reply is saved (ReplyDone) and the caller moves on while extraction still runs: the next
+    message, from this handle or another, waits for the thread (chat's default) instead of failing."""
+    first, second = pair
+    fake_model.set_delay("extract", SLOW)
+    replied = asyncio.Event()
+
+    async def turn() -> None:
+        async for event in first.chat(THREAD, FIRST, reply_done=True):
+            if isinstance(event, ReplyDone):
+                replied.set()
+
+    memory_work = asyncio.create_task(turn())
+    await asyncio.wait_for(replied.wait(), timeout=30)
+    assert not memory_work.done() and await first.busy(THREAD)
+    fake_model.set_delay("extract", 0)
+    end = await second.send(THREAD, SECOND)  # default on_busy: enqueue
+    await memory_work
+    assert end.reply == f"Noted: {SECOND}" and not end.next_nodes
+    state = await second.state(THREAD)
+    assert message_texts(state.values["messages"]) == [
+        HELLO, f"Noted: {HELLO}", FIRST, f"Noted: {FIRST}", SECOND, f"Noted: {SECOND}",
+    ]  # fmt: skip
