@@ -162,3 +162,34 @@ async def test_rollback_on_a_busy_thread_leaves_no_checkpoint_of_the_cancelled_r
     assert {h["checkpoint"]["checkpoint_id"] for h in await history(client, thread_id)} == checkpoint_ids(
         database_url, thread_id
     )
+
+
+async def test_a_message_sent_during_memory_work_is_queued_not_refused(
+    client: LangGraphClient, database_url: str, fake_model: FakeOpenAIServer
+) -> None:
+    """The server's default multitask strategy (none named) queues the second run behind the first's
+    memory work; both turns land, in order."""
+    thread_id = await new_thread(client)
+    await turn(client, thread_id, INTRODUCTION, USER)
+    extractions = len(fake_model.requests_of("extract"))
+    fake_model.set_delay("extract", RESPOND_HOLD_SECONDS)
+    try:
+        first = await client.runs.create(
+            thread_id, GRAPH, input=user_says("first, then memory work"), context={"user_id": USER}
+        )
+        await wait_for(
+            lambda: len(fake_model.requests_of("extract")) > extractions,
+            "the first run's reply saved, its extraction waiting in the model",
+        )
+        second = await client.runs.create(
+            thread_id, GRAPH, input=user_says("second, queued"), context={"user_id": USER}
+        )
+    finally:
+        fake_model.set_delay("extract", 0)
+    await client.runs.join(thread_id, second["run_id"])
+    assert (await client.runs.get(thread_id, first["run_id"]))["status"] == "success"
+    assert (await client.runs.get(thread_id, second["run_id"]))["status"] == "success"
+    texts = [m["content"] for m in messages_of(await client.threads.get_state(thread_id))]
+    first_text, second_text = "first, then memory work", "second, queued"
+    assert texts[-4:] == [first_text, f"Noted: {first_text}", second_text, f"Noted: {second_text}"]
+    assert_linear_history(database_url, thread_id)
