@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from checkpoint.embedded import start_embedded, stop_embedded
 from checkpoint.persistence import Persistence, open_persistence
 from graphs.settings import Settings
 from tests.fake_openai import FakeOpenAIServer
+from tests.support.databases import create_database, drop_database
 
 
 @pytest.fixture(scope="session")
@@ -30,14 +28,9 @@ def postgres_root() -> Iterator[tuple[Path, str]]:
 def database_url(postgres_root: tuple[Path, str]) -> Iterator[str]:
     """A new, empty database on the real server for one test."""
     _, root_url = postgres_root
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(root_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(root_url)
-    params["dbname"] = name
-    yield make_conninfo(**params)  # type: ignore[arg-type]
-    with psycopg.connect(root_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = create_database(root_url)
+    yield url
+    drop_database(root_url, url)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +14,11 @@ from typing import Any
 
 import psycopg
 from playwright.sync_api import Browser, Page, Request, Route, sync_playwright
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from graphs.api import open_convomem
 from graphs.settings import Settings
 from tests.e2e.server_support import REPO
+from tests.support.databases import create_database, drop_database
 
 __all__ = [
     "ARTIFACTS",
@@ -36,21 +35,6 @@ __all__ = [
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("CONVOMEM_ARTIFACTS", REPO / "artifacts")) / "console"
 HOSTILE = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
-
-
-def create_database(root_url: str) -> str:
-    name = f"c_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(root_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(root_url)
-    params["dbname"] = name
-    return make_conninfo(**params)  # type: ignore[arg-type]
-
-
-def drop_database(root_url: str, url: str) -> None:
-    name = conninfo_to_dict(url)["dbname"]
-    with psycopg.connect(root_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed(settings: Settings) -> None:

@@ -41,7 +41,7 @@ class Served:
 
 def _serve(postgres_root: tuple[Path, str], tmp: Path, **extra: str) -> Iterator[Served]:
     _, root_url = postgres_root
-    url = create_database(root_url)
+    url = create_database(root_url, "console")
     with FakeOpenAIServer() as model:
         settings = Settings(
             database_url=url,
