@@ -214,7 +214,9 @@ def make_extract_entities(
     async def propose(text: str) -> dict[str, Any]:
         return await request_extraction(extractor, text, recognizer=recognizer, examples=examples)
 
-    # A task, so a resumed review sees the same proposal instead of asking the model again.
+    # A task when a review may interrupt the node, so the resumed review sees the same proposal instead
+    # of asking the model again. Without review nothing resumes mid-node but a crash, which may ask the
+    # model again (the writes are idempotent per message id): the turn saves the task's checkpoint write.
     propose_entities: Any = task(name="propose_entities")(propose)  # type: ignore[arg-type]
 
     async def extract_entities(state: State, runtime: Runtime[Context]) -> Update:
@@ -248,10 +250,11 @@ def make_extract_entities(
             _mark(memory, user_id, batch, {"stored": 0, "error": None})
             await memory.flush()
             return {"extraction": {**outcome, "skipped": "no new content"}}
-        proposal: dict[str, Any] = await propose_entities(batch_text(batch))
+        reviewed = state.get("review_memory", bool(runtime.context.review_memory))
+        proposal: dict[str, Any] = await (propose_entities if reviewed else propose)(batch_text(batch))
         entities: list[dict[str, Any]] = proposal["entities"]
         profile: dict[str, Any] | None = proposal.get("profile")
-        if state.get("review_memory", bool(runtime.context.review_memory)) and (entities or profile):
+        if reviewed and (entities or profile):
             review: dict[str, Any] = {
                 "type": "memory_review",
                 "message_id": batch[-1].id,
