@@ -23,6 +23,7 @@ __all__ = [
     "name_words",
     "query_words",
     "stage_index",
+    "stage_unindex",
     "unindex_entity",
     "word_addresses",
 ]
@@ -95,6 +96,11 @@ async def _rewrite(batch: MemoryBatch, user_id: str, key: str, names: Iterable[s
 async def stage_index(batch: MemoryBatch, user_id: str, key: str, names: Iterable[str]) -> None:
     """index_entity, queued on `batch` (written by its flush)."""
     await _rewrite(batch, user_id, key, names, add=True)
+
+
+async def stage_unindex(batch: MemoryBatch, user_id: str, key: str, names: Iterable[str]) -> None:
+    """unindex_entity, queued on `batch` (written by its flush)."""
+    await _rewrite(batch, user_id, key, names, add=False)
 
 
 async def index_entity(store: BaseStore, user_id: str, key: str, names: Iterable[str]) -> None:
