@@ -6,8 +6,9 @@ from typing import Literal
 
 from langgraph.store.base import BaseStore, GetOp
 
-from nodes.entity_index import entity_keys_for, index_entity, name_words, unindex_entity
+from nodes.entity_index import entity_keys_for, name_words, stage_index, stage_unindex, word_addresses
 from nodes.memory import EntityRecord, name_forms, normalized_name, read_record
+from nodes.memory_batch import MemoryBatch
 from nodes.namespaces import entity_namespace
 from nodes.resolution import SIMILARITY_THRESHOLD, index_names, lookup_words, name_similarity
 
@@ -63,13 +64,16 @@ async def forget_entity(store: BaseStore, user_id: str, name: str) -> EntityReco
 
     Extraction markers stay: messages already extracted are not extracted again, so a resumed or
     replayed turn does not bring the entity back. It returns only if the user mentions it again.
+    The record and its index entries go in one store batch (one transaction on Postgres).
     """
     found = await find_entity(store, user_id, name, look_alike=False)  # deleting: the exact name only
     if found is None:
         return None
     key, record = found
-    await store.adelete(entity_namespace(user_id), key)
-    await unindex_entity(store, user_id, key, index_names(record))
+    memory = MemoryBatch(store)
+    memory.put(entity_namespace(user_id), key, None)
+    await stage_unindex(memory, user_id, key, index_names(record))
+    await memory.flush()
     return record
 
 
@@ -87,19 +91,23 @@ async def replace_entity(
 ) -> None:
     """Write an edited record under its (possibly new) key; the word index follows its names.
 
-    The new names are indexed first and the old record and its stale words go last, as extraction
-    orders its writes: a crash in between leaves an index entry to nothing (skipped on read) or, for a
-    moved key, both records (the old one can be forgotten), never a record nothing can find.
-    `index` is the store's embedding of the record (nodes.extract_entities.ENTITY_INDEX_FIELDS or False).
+    One read of the word documents involved, then one store batch (one transaction on Postgres): the
+    new names indexed, the record written, and the old record and its stale words gone together.
+    Queued in that order, so a store that writes a batch in order and stops leaves an index entry to
+    nothing (skipped on read) or, for a moved key, both records (the old one can be forgotten), never a
+    record nothing can find. `index` is the store's embedding of the record
+    (nodes.extract_entities.ENTITY_INDEX_FIELDS or False).
     """
     (old_key, old_record), (new_key, new_record) = old, new
     names = index_names(new_record)
-    await index_entity(store, user_id, new_key, names)
-    await store.aput(entity_namespace(user_id), new_key, new_record.model_dump(), index=index)
+    namespace = entity_namespace(user_id)
+    memory = MemoryBatch(store)
+    await memory.read(word_addresses(user_id, _words([*names, *index_names(old_record)])))
+    await stage_index(memory, user_id, new_key, names)
+    memory.put(namespace, new_key, new_record.model_dump(), index=index)
     if new_key != old_key:
-        await store.adelete(entity_namespace(user_id), old_key)
-        await unindex_entity(store, user_id, old_key, index_names(old_record))
-        return
-    stale = _words(index_names(old_record)) - _words(names)
-    if stale:
-        await unindex_entity(store, user_id, old_key, sorted(stale))
+        memory.put(namespace, old_key, None)
+        await stage_unindex(memory, user_id, old_key, index_names(old_record))
+    elif stale := _words(index_names(old_record)) - _words(names):
+        await stage_unindex(memory, user_id, old_key, sorted(stale))
+    await memory.flush()

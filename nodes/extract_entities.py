@@ -4,32 +4,35 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langgraph.func import task
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore, PutOp
+from langgraph.store.base import BaseStore
 from langgraph.types import interrupt
 from pydantic import ValidationError
 
-from nodes.entity_index import index_entity
+from nodes.entity_index import stage_index
 from nodes.errors import InvalidInput
 from nodes.extraction_batch import (
     MAX_BATCH_MESSAGES,
     batch_text,
+    extracted_before,
     has_new_content,
+    marker_address,
     mentioning,
     not_extracted,
 )
 from nodes.extraction_request import ExtractionMethod, make_extractor, request_extraction
 from nodes.memory import EntityCandidate, EntityRecord, merge_entity, with_alias
-from nodes.namespaces import entity_namespace, extracted_namespace
-from nodes.profile import ProfileUpdate, update_profile
+from nodes.memory_batch import Address, MemoryBatch
+from nodes.namespaces import entity_namespace
+from nodes.profile import ProfileUpdate, profile_address, stage_profile
 from nodes.recognizer import Recognizer
-from nodes.resolution import MATCH_KINDS, SEMANTIC_THRESHOLD, index_names, resolve_entity
+from nodes.resolution import MATCH_KINDS, SEMANTIC_THRESHOLD, index_names, prefetch, resolve_in
 from nodes.review import REVIEW_ANSWERS, decide_review
 from nodes.state import Clock, Context, Node, State, Update, memory_user
 
@@ -39,6 +42,7 @@ __all__ = [
     "check_review_answer",
     "make_extract_entities",
     "request_extraction",
+    "stage_entities",
     "store_entities",
     "upsert_entities",
 ]
@@ -77,6 +81,55 @@ class StoredEntities(NamedTuple):
     """The store key each proposed entity resolved to, in order (written or already counted)."""
 
 
+async def stage_entities(
+    batch: MemoryBatch,
+    user_id: str,
+    entities: Sequence[dict[str, Any]],
+    *,
+    message_ids: Sequence[str],
+    thread_id: str | None,
+    now: str,
+    semantic: bool = False,
+    semantic_threshold: float = SEMANTIC_THRESHOLD,
+    also: Iterable[Address] = (),
+) -> StoredEntities:
+    """store_entities, queued on `batch`: its reads (and `also`) in two round trips, its writes left to
+    the caller's one flush, so they land together with whatever else the caller queued."""
+    namespace = entity_namespace(user_id)
+    candidates = [EntityCandidate.model_validate(raw) for raw in entities]
+    await prefetch(batch, user_id, candidates, semantic=semantic, also=also)
+    counts: Counter[str] = Counter({kind: 0 for kind in MATCH_KINDS})
+    written: dict[str, EntityRecord] = {}
+    keys: list[str] = []
+    for candidate, message_id in zip(candidates, message_ids, strict=True):
+        before: EntityRecord | None
+        found = await resolve_in(
+            batch, user_id, candidate, semantic=semantic, semantic_threshold=semantic_threshold
+        )
+        counts[found.how] += 1
+        keys.append(found.key)
+        if found.key in written:
+            updated = with_alias(written[found.key], candidate.value)
+            before = written[found.key]
+        else:
+            updated = merge_entity(
+                found.record, candidate, message_id=message_id, thread_id=thread_id, now=now
+            )
+            before = found.record
+        if updated is None:
+            continue
+        names = index_names(updated)
+        # The index first (a store that writes a batch in order, not at once, may stop in between):
+        # an index entry to a missing record is skipped on read; a record nothing can find is worse.
+        if before is None or names != index_names(before):  # a new name to find it by
+            await stage_index(batch, user_id, found.key, names)
+        batch.put(
+            namespace, found.key, updated.model_dump(), index=ENTITY_INDEX_FIELDS if semantic else False
+        )
+        written[found.key] = updated
+    return StoredEntities(len(written), dict(counts), tuple(keys))
+
+
 async def store_entities(
     store: BaseStore,
     user_id: str,
@@ -90,39 +143,25 @@ async def store_entities(
 ) -> StoredEntities:
     """Resolve each candidate to its record (nodes.resolution), then count its message once.
 
-    `message_ids[i]` is the message entity i came from. Candidates are written one by one, so a second
+    `message_ids[i]` is the message entity i came from. Candidates are resolved one by one, so a second
     spelling in the same call finds the first one's record and becomes its alias. Re-running the same
     call writes nothing: each record already lists the message. Every write refreshes the word index.
     `thread_id` None: the mentions belong to no conversation (an entity a person adds by hand).
+    Three store round trips at most in the common case (two reads, one write), whatever the count.
     """
-    namespace = entity_namespace(user_id)
-    counts: Counter[str] = Counter({kind: 0 for kind in MATCH_KINDS})
-    written: dict[str, EntityRecord] = {}
-    keys: list[str] = []
-    for raw, message_id in zip(entities, message_ids, strict=True):
-        candidate = EntityCandidate.model_validate(raw)
-        found = await resolve_entity(
-            store, user_id, candidate, semantic=semantic, semantic_threshold=semantic_threshold
-        )
-        counts[found.how] += 1
-        keys.append(found.key)
-        if found.key in written:
-            updated = with_alias(written[found.key], candidate.value)
-        else:
-            updated = merge_entity(
-                found.record, candidate, message_id=message_id, thread_id=thread_id, now=now
-            )
-        if updated is None:
-            continue
-        index: Any = ENTITY_INDEX_FIELDS if semantic else False
-        names = index_names(updated)
-        # The index first: a crash between the two leaves an index entry to a missing record (skipped
-        # on read), never a record nothing can find (the re-run would see it counted and stop there).
-        if found.record is None or names != index_names(found.record):  # a new name to find it by
-            await index_entity(store, user_id, found.key, names)
-        await store.aput(namespace, found.key, updated.model_dump(), index=index)
-        written[found.key] = updated
-    return StoredEntities(len(written), dict(counts), tuple(keys))
+    batch = MemoryBatch(store)
+    stored = await stage_entities(
+        batch,
+        user_id,
+        entities,
+        message_ids=message_ids,
+        thread_id=thread_id,
+        now=now,
+        semantic=semantic,
+        semantic_threshold=semantic_threshold,
+    )
+    await batch.flush()
+    return stored
 
 
 async def upsert_entities(
@@ -141,14 +180,11 @@ async def upsert_entities(
     return stored.written
 
 
-async def _mark(
-    store: BaseStore, user_id: str, messages: Sequence[HumanMessage], marker: dict[str, Any]
-) -> None:
-    """The per-message "extracted" markers, written last: a crash before them re-runs an idempotent write."""
-    namespace = extracted_namespace(user_id)
-    puts = [PutOp(namespace, str(m.id), {**marker, "message_id": m.id}, index=False) for m in messages]
-    if puts:
-        await store.abatch(puts)
+def _mark(batch: MemoryBatch, user_id: str, messages: Sequence[HumanMessage], marker: dict[str, Any]) -> None:
+    """Queue the per-message "extracted" markers, last: a store that writes a batch in order and stops
+    before them re-runs an idempotent write."""
+    for message in messages:
+        batch.put(*marker_address(user_id, message), {**marker, "message_id": message.id})
 
 
 def make_extract_entities(
@@ -178,7 +214,9 @@ def make_extract_entities(
     async def propose(text: str) -> dict[str, Any]:
         return await request_extraction(extractor, text, recognizer=recognizer, examples=examples)
 
-    # A task, so a resumed review sees the same proposal instead of asking the model again.
+    # A task when a review may interrupt the node, so the resumed review sees the same proposal instead
+    # of asking the model again. Without review nothing resumes mid-node but a crash, which may ask the
+    # model again (the writes are idempotent per message id): the turn saves the task's checkpoint write.
     propose_entities: Any = task(name="propose_entities")(propose)  # type: ignore[arg-type]
 
     async def extract_entities(state: State, runtime: Runtime[Context]) -> Update:
@@ -190,17 +228,16 @@ def make_extract_entities(
         one model call. With `extract_on_new_content_only`, messages that say nothing new
         (extraction_batch.has_new_content) are marked done without a model call.
         """
-        store = runtime.store
-        if store is None:
+        if runtime.store is None:
             return {}
+        memory = MemoryBatch(runtime.store)
         user_id = memory_user(state, runtime)
-        pending = await not_extracted(store, user_id, state["messages"])
+        done = extracted_before(state.get("extraction"), state["messages"])
+        pending = await not_extracted(memory, user_id, state["messages"], done=done)
         if not pending or len(pending) < max(extract_every, 1):
             return {}
         batch = pending[-MAX_BATCH_MESSAGES:]
-        await _mark(
-            store, user_id, pending[:-MAX_BATCH_MESSAGES], {"stored": 0, "error": None, "skipped": True}
-        )
+        _mark(memory, user_id, pending[:-MAX_BATCH_MESSAGES], {"stored": 0, "error": None, "skipped": True})
         outcome: dict[str, Any] = {
             "message_id": batch[-1].id,
             "stored": 0,
@@ -209,13 +246,15 @@ def make_extract_entities(
             "resolution": {kind: 0 for kind in MATCH_KINDS},
             "profile_updated": False,
         }
-        if new_content_only and not await has_new_content(store, user_id, batch):
-            await _mark(store, user_id, batch, {"stored": 0, "error": None})
+        if new_content_only and not await has_new_content(memory, user_id, batch):
+            _mark(memory, user_id, batch, {"stored": 0, "error": None})
+            await memory.flush()
             return {"extraction": {**outcome, "skipped": "no new content"}}
-        proposal: dict[str, Any] = await propose_entities(batch_text(batch))
+        reviewed = state.get("review_memory", bool(runtime.context.review_memory))
+        proposal: dict[str, Any] = await (propose_entities if reviewed else propose)(batch_text(batch))
         entities: list[dict[str, Any]] = proposal["entities"]
         profile: dict[str, Any] | None = proposal.get("profile")
-        if state.get("review_memory", bool(runtime.context.review_memory)) and (entities or profile):
+        if reviewed and (entities or profile):
             review: dict[str, Any] = {
                 "type": "memory_review",
                 "message_id": batch[-1].id,
@@ -224,8 +263,8 @@ def make_extract_entities(
             review = review if profile is None else {**review, "profile": profile}
             entities, profile = decide_review(interrupt(review), review)
         now = clock().isoformat()
-        stored = await store_entities(
-            store,
+        stored = await stage_entities(
+            memory,
             user_id,
             entities,
             message_ids=[mentioning(batch, str(e["value"])) for e in entities],
@@ -233,13 +272,15 @@ def make_extract_entities(
             now=now,
             semantic=semantic,
             semantic_threshold=semantic_threshold,
+            also=[profile_address(user_id)] if profile else [],
         )
         if profile:
-            outcome["profile_updated"] = await update_profile(
-                store, user_id, ProfileUpdate.model_validate(profile), message_id=str(batch[-1].id), now=now
+            outcome["profile_updated"] = await stage_profile(
+                memory, user_id, ProfileUpdate.model_validate(profile), message_id=str(batch[-1].id), now=now
             )
         marker = {"stored": stored.written, "error": proposal["error"]}
-        await _mark(store, user_id, batch, marker)
+        _mark(memory, user_id, batch, marker)
+        await memory.flush()  # entities, word index, profile and markers: one round trip, one transaction
         return {"extraction": {**outcome, **marker, "resolution": stored.resolution}}
 
     return extract_entities

@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from langgraph.runtime import Runtime
-from langgraph.store.base import BaseStore, GetOp, Item, SearchItem
+from langgraph.store.base import SearchOp
 from pydantic import ValidationError
 
 from nodes.config import DEFAULT_USER_ID
-from nodes.entity_index import entity_keys_for, name_words
+from nodes.entity_index import keys_in, name_words, query_words, word_addresses
 from nodes.memory import EntityRecord
+from nodes.memory_batch import MemoryBatch
 from nodes.memory_text import mentioned_text, profile_sentences
 from nodes.namespaces import entity_namespace
-from nodes.profile import fit_lines, format_profile, load_profile, text_tokens
+from nodes.profile import UserProfile, fit_lines, format_profile, profile_address, read_profile, text_tokens
 from nodes.prompts import MEMORY_HEADER
 from nodes.recall import RECALL_SHARE, SEARCH_WIDTH, Passage, PassageSearch, passage_trace, select_passages
 from nodes.state import Context, Node, State, Update, authenticated_user, newest_human
@@ -100,15 +101,18 @@ def format_memory(records: list[EntityRecord], max_tokens: int) -> tuple[str, li
     return "\n".join(kept), [record.value for record in records[: max(len(kept) - 1, 0)]]
 
 
-async def _gather(store: BaseStore, user_id: str, text: str, *, semantic: bool) -> list[Candidate]:
-    """Entities sharing words with the message, the most recently updated ones, and (optionally) the
-    closest in meaning: two rounds of a fixed number of store reads, whatever the user's entity count."""
+async def _gather(
+    memory: MemoryBatch, user_id: str, text: str, *, semantic: bool
+) -> tuple[list[Candidate], UserProfile | None]:
+    """The profile, entities sharing words with the message, the most recently updated ones, and
+    (optionally) the closest in meaning: one round trip for the profile, the index and the searches,
+    one more only for matched entities neither search brought, whatever the user's entity count."""
     namespace = entity_namespace(user_id)
     query = name_words(text)
-    recent, close, matched = await asyncio.gather(
-        store.asearch(namespace, limit=RECENT),
-        _closest(store, namespace, text) if semantic else _nothing(),
-        entity_keys_for(store, user_id, query, limit=MATCHED),
+    close = SearchOp(namespace, query=text, limit=SEMANTIC) if semantic and text.strip() else None
+    await memory.read(
+        [profile_address(user_id), *word_addresses(user_id, query_words(query))],
+        [SearchOp(namespace, limit=RECENT), *([close] if close else [])],
     )
     found: dict[str, Candidate] = {}
 
@@ -120,26 +124,19 @@ async def _gather(store: BaseStore, user_id: str, text: str, *, semantic: bool) 
                 _log.warning("entity %s is unreadable and is left out of memory", key)
         return found.get(key)
 
-    for item in recent:
+    for item in await memory.search(namespace, None, RECENT):
         if candidate := add(item.key, item.value):
             candidate.recent = True
-    for item in close:
+    for item in await memory.search(namespace, text, SEMANTIC) if close else []:
         if item.score is not None and (candidate := add(item.key, item.value)):
             candidate.score = item.score
-    missing = [key for key in matched if key not in found]
-    for result in await store.abatch([GetOp(namespace, key) for key in missing]) if missing else []:
-        if isinstance(result, Item):  # a stale index entry of a forgotten entity reads as None
-            add(result.key, result.value)
-    return list(found.values())
-
-
-async def _closest(store: BaseStore, namespace: tuple[str, ...], text: str) -> list[SearchItem]:
-    """Entities nearest to the message by embedding; only meaningful when the store has a vector index."""
-    return await store.asearch(namespace, query=text, limit=SEMANTIC) if text.strip() else []
-
-
-async def _nothing() -> list[SearchItem]:
-    return []
+    missing = [key for key in await keys_in(memory, user_id, query, limit=MATCHED) if key not in found]
+    await memory.read((namespace, key) for key in missing)
+    for key in missing:
+        value = memory.value(namespace, key)
+        if value is not None:  # a stale index entry of a forgotten entity reads as None
+            add(key, value)
+    return list(found.values()), read_profile(memory.value(*profile_address(user_id)), user_id)
 
 
 def _join(*sections: str) -> str:
@@ -195,9 +192,8 @@ def make_load_memory(
         latest = newest_human(state["messages"])
         text = text_of(latest) if latest else ""
         thread_id = runtime.execution_info.thread_id if runtime.execution_info else None
-        gathered, profile, found = await asyncio.gather(
-            _gather(runtime.store, user_id, text, semantic=semantic),
-            load_profile(runtime.store, user_id),
+        (gathered, profile), found = await asyncio.gather(
+            _gather(MemoryBatch(runtime.store), user_id, text, semantic=semantic),
             _recall(passages, user_id, thread_id, text, recall_passages),
         )
         recalled_text, recalled = select_passages(

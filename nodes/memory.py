@@ -25,6 +25,7 @@ __all__ = [
     "parse_candidates",
     "parse_profile",
     "read_record",
+    "record_of",
     "with_alias",
 ]
 
@@ -123,10 +124,15 @@ def parse_candidates(arguments: Any, source: str | None = None) -> tuple[list[En
 
 def read_record(item: object) -> EntityRecord | None:
     """The record a store item holds; None for no item or an unreadable one (it names nothing)."""
-    if not isinstance(item, Item):
+    return record_of(item.value) if isinstance(item, Item) else None
+
+
+def record_of(value: object) -> EntityRecord | None:
+    """The record a stored value holds; None for no value or an unreadable one."""
+    if value is None:
         return None
     try:
-        return EntityRecord.model_validate(item.value)
+        return EntityRecord.model_validate(value)
     except ValidationError:
         return None
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from langgraph.store.base import BaseStore
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, field_validator
 
 from nodes.grounding import about_the_user, grounded, introduces_self, junk_reason
+from nodes.memory_batch import Address, MemoryBatch
 from nodes.namespaces import profile_namespace
 from nodes.prompts import PROFILE_HEADER
 
@@ -33,7 +35,10 @@ __all__ = [
     "ground_profile",
     "load_profile",
     "merge_profile",
+    "profile_address",
+    "read_profile",
     "save_profile",
+    "stage_profile",
     "text_tokens",
     "update_profile",
 ]
@@ -304,32 +309,58 @@ def close_fact(profile: UserProfile, attribute: str, *, message_id: str, now: st
     return _changed(profile, {"facts": facts}, message_id=message_id, now=now)
 
 
-async def load_profile(store: BaseStore, user_id: str) -> UserProfile | None:
-    """The stored profile; an unreadable document is logged and treated as absent, not fatal to a turn."""
-    item = await store.aget(profile_namespace(user_id), PROFILE_KEY)
-    if item is None:
+def profile_address(user_id: str) -> Address:
+    """Where the user's one profile document lives."""
+    return (profile_namespace(user_id), PROFILE_KEY)
+
+
+def read_profile(value: Mapping[str, Any] | None, user_id: str) -> UserProfile | None:
+    """The profile a stored value holds; an unreadable one is logged and treated as absent, not fatal
+    to a turn."""
+    if value is None:
         return None
     try:
-        return UserProfile.model_validate(item.value)
+        return UserProfile.model_validate(value)
     except ValidationError as error:
         _log.warning("profile of %s is unreadable and is ignored: %s", user_id, error.errors()[0]["msg"])
         return None
+
+
+async def load_profile(store: BaseStore, user_id: str) -> UserProfile | None:
+    """The stored profile (read_profile)."""
+    item = await store.aget(*profile_address(user_id))
+    return read_profile(item.value if item is not None else None, user_id)
+
+
+async def stage_profile(
+    batch: MemoryBatch, user_id: str, update: ProfileUpdate, *, message_id: str, now: str
+) -> bool:
+    """Queue on `batch` one extraction's change to the user's single profile document (a read only when
+    `batch` does not hold it yet); True when something will be written."""
+    address = profile_address(user_id)
+    await batch.read([address])
+    merged = merge_profile(
+        read_profile(batch.value(*address), user_id), update, message_id=message_id, now=now
+    )
+    if merged is None:
+        return False
+    batch.put(*address, merged.model_dump())  # in place; never embedded
+    return True
 
 
 async def update_profile(
     store: BaseStore, user_id: str, update: ProfileUpdate, *, message_id: str, now: str
 ) -> bool:
     """Apply one extraction to the user's single profile document; True when something was written."""
-    merged = merge_profile(await load_profile(store, user_id), update, message_id=message_id, now=now)
-    if merged is None:
-        return False
-    await save_profile(store, user_id, merged)
-    return True
+    batch = MemoryBatch(store)
+    written = await stage_profile(batch, user_id, update, message_id=message_id, now=now)
+    await batch.flush()
+    return written
 
 
 async def save_profile(store: BaseStore, user_id: str, profile: UserProfile) -> None:
     """Write the user's single profile document (in place; never embedded)."""
-    await store.aput(profile_namespace(user_id), PROFILE_KEY, profile.model_dump(), index=False)
+    await store.aput(*profile_address(user_id), profile.model_dump(), index=False)
 
 
 def text_tokens(text: str) -> int:

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
-from langgraph.store.base import BaseStore, GetOp
+from langgraph.store.base import BaseStore, SearchItem, SearchOp
 
-from nodes.entity_index import entity_keys_for, name_words
-from nodes.memory import EntityCandidate, EntityRecord, entity_key, name_forms, normalized_name, read_record
+from nodes.entity_index import keys_in, name_words, query_words, word_addresses
+from nodes.memory import (
+    EntityCandidate,
+    EntityRecord,
+    entity_key,
+    name_forms,
+    normalized_name,
+    read_record,
+    record_of,
+)
+from nodes.memory_batch import Address, MemoryBatch
 from nodes.namespaces import entity_namespace
 
 __all__ = [
@@ -25,7 +34,9 @@ __all__ = [
     "index_names",
     "lookup_words",
     "name_similarity",
+    "prefetch",
     "resolve_entity",
+    "resolve_in",
     "type_affinity",
 ]
 
@@ -158,11 +169,10 @@ def best_match(
     return min(ranked, key=lambda pair: pair[0])[1] if ranked else None
 
 
-async def _semantic_match(
-    store: BaseStore, user_id: str, candidate: EntityCandidate, threshold: float
+def _semantic_match(
+    hits: list[SearchItem], candidate: EntityCandidate, threshold: float
 ) -> Resolution | None:
     """The nearest same-type neighbour by the store's vector index, if close enough."""
-    hits = await store.asearch(entity_namespace(user_id), query=candidate.value, limit=5)
     for hit in hits:
         record = read_record(hit)
         if hit.score is None or hit.score < threshold or record is None:
@@ -172,8 +182,43 @@ async def _semantic_match(
     return None
 
 
-async def resolve_entity(
-    store: BaseStore,
+def _semantic_search(user_id: str, candidate: EntityCandidate) -> SearchOp:
+    return SearchOp(entity_namespace(user_id), query=candidate.value, limit=5)
+
+
+async def prefetch(
+    batch: MemoryBatch,
+    user_id: str,
+    candidates: Sequence[EntityCandidate],
+    *,
+    semantic: bool = False,
+    also: Iterable[Address] = (),
+) -> None:
+    """Read what resolving `candidates` needs in two round trips whatever their number: their own keys
+    and index words (and `also`, e.g. the profile), then the records the index names for those not
+    stored under their own key (and, with `semantic`, their vector searches)."""
+    namespace = entity_namespace(user_id)
+    own = [(namespace, entity_key(c.type, c.value)) for c in candidates]
+    words = [
+        address for c in candidates for address in word_addresses(user_id, query_words(lookup_words(c.value)))
+    ]
+    await batch.read([*own, *words, *also])
+    missed = [c for c, address in zip(candidates, own, strict=True) if batch.value(*address) is None]
+    keys = [
+        key
+        for c in missed
+        for key in await keys_in(batch, user_id, lookup_words(c.value), limit=CANDIDATE_LIMIT)
+    ]
+    searches = [_semantic_search(user_id, c) for c in missed] if semantic else []
+    await batch.read([(namespace, key) for key in keys], searches)
+
+
+def _record(batch: MemoryBatch, namespace: tuple[str, ...], key: str) -> EntityRecord | None:
+    return record_of(batch.value(namespace, key))
+
+
+async def resolve_in(
+    batch: MemoryBatch,
     user_id: str,
     candidate: EntityCandidate,
     *,
@@ -186,17 +231,40 @@ async def resolve_entity(
     1. the record under the candidate's own key (same type, same normalized name);
     2. records sharing a lookup word (the word index), by exact name, alias, then similarity;
     3. with `semantic`, the store's vector search (records must be indexed on value and aliases).
-    Bounded: one key read, one index read, at most CANDIDATE_LIMIT record reads, one search.
+    Bounded: one key read, one index read, at most CANDIDATE_LIMIT record reads, one search; reads
+    `batch` already holds (prefetch) cost nothing, and writes it queued count as done.
     """
     namespace = entity_namespace(user_id)
     own_key = entity_key(candidate.type, candidate.value)
-    own = read_record(await store.aget(namespace, own_key))
+    await batch.read([(namespace, own_key)])
+    own = _record(batch, namespace, own_key)
     if own is not None:
         return Resolution(key=own_key, record=own, how="normalized")
-    keys = await entity_keys_for(store, user_id, lookup_words(candidate.value), limit=CANDIDATE_LIMIT)
-    items = await store.abatch([GetOp(namespace, key) for key in keys]) if keys else []
-    records = [(key, record) for key, item in zip(keys, items, strict=True) if (record := read_record(item))]
+    keys = await keys_in(batch, user_id, lookup_words(candidate.value), limit=CANDIDATE_LIMIT)
+    await batch.read([(namespace, key) for key in keys])
+    records = [(key, record) for key in keys if (record := _record(batch, namespace, key))]
     found = best_match(candidate, records, threshold=similarity_threshold)
     if found is None and semantic:
-        found = await _semantic_match(store, user_id, candidate, semantic_threshold)
+        hits = await batch.search(namespace, candidate.value, 5)
+        found = _semantic_match(hits, candidate, semantic_threshold)
     return found or Resolution(key=own_key, record=None, how="new")
+
+
+async def resolve_entity(
+    store: BaseStore,
+    user_id: str,
+    candidate: EntityCandidate,
+    *,
+    semantic: bool = False,
+    similarity_threshold: float = SIMILARITY_THRESHOLD,
+    semantic_threshold: float = SEMANTIC_THRESHOLD,
+) -> Resolution:
+    """resolve_in on a fresh batch: up to four round trips."""
+    return await resolve_in(
+        MemoryBatch(store),
+        user_id,
+        candidate,
+        semantic=semantic,
+        similarity_threshold=similarity_threshold,
+        semantic_threshold=semantic_threshold,
+    )

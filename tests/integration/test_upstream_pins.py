@@ -17,6 +17,7 @@ from langgraph.checkpoint.base import Checkpoint, empty_checkpoint
 from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.checkpoint.postgres.base import BasePostgresSaver
 from langgraph.checkpoint.serde.types import _DeltaSnapshot
+from langgraph.store.base import GetOp, Item, PutOp, SearchOp
 from psycopg import Rollback, errors
 
 from checkpoint.delta import delta_channels
@@ -180,3 +181,27 @@ async def test_stopping_the_store_task_ends_it(persistence: Persistence) -> None
     await _stop_batch_task(store)
 
     assert task.done() and task.cancelled()
+
+
+# --------------------------------------------------------------------------- one store batch, one transaction
+
+
+async def test_one_store_batch_is_one_checkout_reads_before_writes_all_or_nothing(
+    persistence: Persistence,
+) -> None:
+    """nodes/memory_batch.py counts one round trip and one transaction per `abatch`: AsyncPostgresStore
+    runs a batch on one pooled connection in one pipeline (one implicit transaction up to its Sync),
+    its gets and searches before its puts whatever their order, so a node's writes land together."""
+    store, pool = persistence.store, persistence.pool
+    namespace = ("pins", "batch")
+    await store.abatch([PutOp(namespace, "old", {"v": 1}), PutOp(namespace, "other", {"v": 1})])
+    checkouts = pool.get_stats()["requests_num"]
+    _, read, searched = await store.abatch(
+        [PutOp(namespace, "old", {"v": 2}), GetOp(namespace, "old"), SearchOp(namespace, limit=5)]
+    )
+    assert pool.get_stats()["requests_num"] - checkouts == 1, "one connection for the whole batch"
+    assert isinstance(read, Item) and read.value == {"v": 1}, "the get ran before the put"
+    assert isinstance(searched, list) and {item.key for item in searched} == {"old", "other"}
+    with pytest.raises(errors.UntranslatableCharacter):  # jsonb refuses \u0000: the INSERT fails
+        await store.abatch([PutOp(namespace, "other", None), PutOp(namespace, "bad", {"v": "\u0000"})])
+    assert await store.aget(namespace, "other") is not None, "the batch's DELETE rolled back with it"

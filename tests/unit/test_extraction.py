@@ -20,6 +20,7 @@ from nodes.entity_index import index_entity
 from nodes.extract_entities import make_extract_entities, store_entities
 from nodes.extraction_batch import MAX_BATCH_MESSAGES, content_words, has_new_content
 from nodes.memory import EntityRecord
+from nodes.memory_batch import MemoryBatch
 from nodes.namespaces import entity_namespace, extracted_namespace
 from nodes.profile import load_profile
 from nodes.state import Context, State
@@ -157,9 +158,9 @@ async def test_has_new_content_knows_remembered_names() -> None:
         thread_id="t",
         now=datetime.now(UTC).isoformat(),
     )
-    assert not await has_new_content(store, "u1", [HumanMessage("ok, Ada Lovelace!")])
-    assert not await has_new_content(store, "u1", [HumanMessage("ok thanks")])
-    assert await has_new_content(store, "u1", [HumanMessage("Ada moved to Lisbon")])
+    assert not await has_new_content(MemoryBatch(store), "u1", [HumanMessage("ok, Ada Lovelace!")])
+    assert not await has_new_content(MemoryBatch(store), "u1", [HumanMessage("ok thanks")])
+    assert await has_new_content(MemoryBatch(store), "u1", [HumanMessage("Ada moved to Lisbon")])
 
 
 async def test_new_content_only_skips_filler_and_known_names_without_a_model_call() -> None:

@@ -249,6 +249,19 @@ def test_store_keeps_its_batch_task_in_task() -> None:
     assert "self._task = self._loop.create_task(" in inspect.getsource(AsyncBatchedBaseStore._ensure_task)
 
 
+def test_a_store_batch_runs_in_one_pipeline_reads_before_writes() -> None:
+    """nodes/memory_batch.py counts one round trip and one transaction per `abatch`: AsyncPostgresStore
+    runs the whole batch in one `_cursor(pipeline=True)`, gets and searches before puts (the behaviour is
+    pinned on Postgres in tests/integration/test_upstream_pins.py)."""
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    source = inspect.getsource(AsyncPostgresStore._execute_batch)
+    assert source.count("self._cursor(") == 1 and "self._cursor(pipeline=True)" in source
+    assert source.index("GetOp in grouped_ops") < source.index("PutOp in grouped_ops")
+    assert source.index("SearchOp in grouped_ops") < source.index("PutOp in grouped_ops")
+    assert "await self._execute_batch(" in inspect.getsource(AsyncPostgresStore.abatch)
+
+
 # --------------------------------------------------------------------------- bench/
 
 
