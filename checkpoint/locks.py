@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Literal, TypeVar
@@ -16,7 +15,6 @@ from checkpoint.connections import Conn, Pool
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.on_busy import BUSY_TIMEOUT, OnBusy, check_on_busy
 from checkpoint.pool import unreachable
-from checkpoint.run_records import RunRecord, insert_run_record, write_run_record
 from checkpoint.threads import RUN_HEAD_SQL, RunHead, run_head_of
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy, TooManyRuns
 
@@ -36,12 +34,12 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-_log = logging.getLogger("convomem.runs")
 
 StopAction = Literal["rollback", "interrupt"]
 
 LOCK_NAMESPACE = 0x636D  # "cm": keeps our keys apart from other users of advisory locks
 MAX_LOCK_TIMEOUT_MS = 2**31 - 1
+"""Checkpoint metadata key naming the run that wrote it (LangGraph Server's; delete_for_runs uses it)."""
 SETTLE_SECONDS = 1.0
 POLL_SECONDS = 0.25
 """How often a running run looks for stop requests; the same query keeps its lock connection alive."""
@@ -133,8 +131,8 @@ class ThreadWriter:
         self._conn: Conn | None = None
         self._sessions: list[int] = []  # lock sessions whose stop requests are withdrawn at the end
         self._ours: tuple[str, str | None] | None = None
-        self.head: RunHead | None = None  # read with the lock (None: not read, e.g. after waiting for it)
-        self._record: RunRecord | None = None  # to write with the lock's release
+        self.head: RunHead | None = None
+        """The thread's head as read with the lock (None: not read, as when the run waited for the lock)."""
         self._stop: StopAction | None = None
         self._failure: RunCancelled | None = None
         self._producer: asyncio.Task[None] | None = None
@@ -324,32 +322,19 @@ class ThreadWriter:
         except (Error, TooManyRuns):
             return False
 
-    def write_record_at_release(self, record: RunRecord) -> None:
-        """Write the run's record in the round trip that releases the lock, not in one of its own."""
-        self._record = record
-
     async def _release(self) -> None:
-        """In one round trip: end the lock transaction (freeing the lock), withdraw our sessions' stop
-        requests, write the run's record if due. A broken connection is discarded by the pool (its closed
-        session holds nothing); the record then goes on a connection of its own."""
+        """End the lock transaction (freeing the lock), withdraw the stop requests of our sessions, and
+        hand the connection back; a broken one is discarded by the pool (its closed session holds nothing)."""
         conn, self._conn = self._conn, None
-        record, self._record = self._record, None
-        if conn is not None:
-            with suppress(Error):
-                async with conn.pipeline():
-                    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                        await conn.execute("ROLLBACK")
-                    if self._sessions:
-                        await conn.execute(WITHDRAW_SQL, (self.thread_id, self._sessions))
-                    if record is not None:
-                        await insert_run_record(conn, record)
-                record = None  # sent
-            await self._pool.putconn(conn)
-        if record is not None:
-            try:
-                await write_run_record(self._pool, record)
-            except Exception as error:  # the turn's own result stands
-                _log.warning("could not write the record of run %s: %s", record.run_id, error)
+        if conn is None:
+            return
+        with suppress(Error):
+            async with conn.pipeline():  # one round trip
+                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    await conn.execute("ROLLBACK")
+                if self._sessions:
+                    await conn.execute(WITHDRAW_SQL, (self.thread_id, self._sessions))
+        await self._pool.putconn(conn)
 
 
 async def _settle(existing: set[asyncio.Task[Any]]) -> None:

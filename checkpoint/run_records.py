@@ -17,7 +17,6 @@ __all__ = [
     "SeriesPoint",
     "WindowStats",
     "delete_run_records_before",
-    "insert_run_record",
     "read_series",
     "read_window",
     "write_run_record",
@@ -91,37 +90,31 @@ class RunRecord:
 
 async def write_run_record(pool: Pool, record: RunRecord) -> None:
     """Insert the row once: a run id written before (a retried write) keeps its first row."""
-    async with pool.connection() as conn:
-        await insert_run_record(conn, record)
-
-
-async def insert_run_record(conn: Conn, record: RunRecord) -> None:
-    """write_run_record on `conn`, joining its open pipeline if any (checkpoint.locks sends a run's
-    record in the round trip that releases the thread's lock)."""
     message = record.error_message[:_ERROR_MESSAGE_LIMIT] if record.error_message is not None else None
-    await conn.execute(
-        _INSERT,
-        (
-            record.run_id,
-            record.thread_id,
-            record.user_id,
-            record.assistant_id,
-            record.started_at,
-            record.ended_at,
-            record.status,
-            record.duration_seconds,
-            json.dumps(record.node_seconds),
-            record.first_token_seconds,
-            record.model_calls,
-            record.input_tokens,
-            record.output_tokens,
-            record.tokens_estimated,
-            record.tool_calls,
-            record.retries,
-            record.error_class,
-            message,
-        ),
-    )
+    async with pool.connection() as conn:
+        await conn.execute(
+            _INSERT,
+            (
+                record.run_id,
+                record.thread_id,
+                record.user_id,
+                record.assistant_id,
+                record.started_at,
+                record.ended_at,
+                record.status,
+                record.duration_seconds,
+                json.dumps(record.node_seconds),
+                record.first_token_seconds,
+                record.model_calls,
+                record.input_tokens,
+                record.output_tokens,
+                record.tokens_estimated,
+                record.tool_calls,
+                record.retries,
+                record.error_class,
+                message,
+            ),
+        )
 
 
 async def delete_run_records_before(pool: Pool, cutoff: datetime, *, dry_run: bool = False) -> int:

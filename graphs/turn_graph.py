@@ -31,7 +31,6 @@ from psycopg import OperationalError
 from checkpoint.ids import validate_user_id
 from checkpoint.metadata import ASSISTANT_KEY, REVIEW_KEY, USER_KEY
 from checkpoint.persistence import Pool
-from checkpoint.run_records import RunRecord
 from checkpoint.threads import RunHead, discard_run, read_run_head, unknown_checkpoint
 from graphs.assistants import AssistantRegistry
 from graphs.input_rules import (
@@ -96,8 +95,6 @@ class RunLink:
     """In: the thread's head as the caller read it under the lock (None: the graph reads it)."""
     final: StateSnapshot | None = None
     """Out: the thread's state after the run, when the graph read it (None: it did not)."""
-    write_record: Callable[[RunRecord], None] | None = None
-    """In: takes the run's record to write it (with the lock's release); None: the graph writes it."""
 
 
 def unfinished(snapshot: StateSnapshot) -> bool:
@@ -221,10 +218,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
             run_id = run_id_of(config, lambda: str(uuid.uuid4()))
             who = (plan.thread_id, plan.context.user_id)
             outcome = RunOutcome(run_id, *who, started_at, status, failure, assistant=plan.context.assistant)
-            deferred = link.write_record if link is not None and rules.pool is not None else None
-            record = await save_run_record(None if deferred else rules.pool, outcome, observer, rules.clock())
-            if deferred is not None:
-                deferred(record)
+            record = await save_run_record(rules.pool, outcome, observer, rules.clock())
             if traced is not None:
                 traced.finish(record)
 

@@ -152,7 +152,7 @@ class TurnRunner:
         # The graph checks the run against the same head, unless the plan moved it (a fork's branch) or
         # the run starts from a past checkpoint: then it reads the thread itself.
         from_head = "checkpoint_id" not in (run.config.get("configurable") or {})
-        link = RunLink(head=head if from_head else None, write_record=writer.write_record_at_release)
+        link = RunLink(head=head if from_head else None)
         events = self.graph.astream(
             run.graph_input,
             run_config,
