@@ -15,6 +15,7 @@ from checkpoint.connections import Conn, Pool
 from checkpoint.metadata import RUN_ID_KEY
 from checkpoint.on_busy import BUSY_TIMEOUT, OnBusy, check_on_busy
 from checkpoint.pool import unreachable
+from checkpoint.threads import RUN_HEAD_SQL, RunHead, run_head_of
 from nodes.errors import InvalidInput, RunCancelled, ThreadBusy, TooManyRuns
 
 __all__ = [
@@ -130,6 +131,8 @@ class ThreadWriter:
         self._conn: Conn | None = None
         self._sessions: list[int] = []  # lock sessions whose stop requests are withdrawn at the end
         self._ours: tuple[str, str | None] | None = None
+        self.head: RunHead | None = None
+        """The thread's head as read with the lock (None: not read, as when the run waited for the lock)."""
         self._stop: StopAction | None = None
         self._failure: RunCancelled | None = None
         self._producer: asyncio.Task[None] | None = None
@@ -234,7 +237,7 @@ class ThreadWriter:
 
     async def _acquire(self, on_busy: OnBusy, busy_timeout: float) -> None:
         conn = await self._connect()
-        if await self._try_lock(conn):
+        if await self._try_lock(conn, read_head=True):
             return
         if on_busy == "reject":
             raise ThreadBusy(
@@ -261,12 +264,20 @@ class ThreadWriter:
         assert row is not None
         self._hold(row["pid"])
 
-    async def _try_lock(self, conn: Conn) -> bool:
-        """Begin the lock transaction and take the lock if it is free; else end the transaction."""
-        await conn.execute("BEGIN")
-        row = await (await conn.execute(TRY_LOCK_SQL, _lock_params(self.thread_id))).fetchone()
+    async def _try_lock(self, conn: Conn, *, read_head: bool = False) -> bool:
+        """Begin the lock transaction and take the lock if it is free; else end the transaction.
+
+        One round trip (a pipeline); with `read_head` the thread's head is read in it too, after the
+        lock is taken (its statement starts after the lock's), so a run needs no read of its own."""
+        params = _lock_params(self.thread_id)
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            lock = await conn.execute(TRY_LOCK_SQL, params)
+            head = await conn.execute(RUN_HEAD_SQL, params) if read_head else None
+        row = await lock.fetchone()
         if row and row["held"]:
             self._hold(row["pid"])
+            self.head = run_head_of(await head.fetchall()) if head is not None else None
             return True
         await conn.execute("ROLLBACK")
         return False
@@ -318,10 +329,11 @@ class ThreadWriter:
         if conn is None:
             return
         with suppress(Error):
-            if conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                await conn.execute("ROLLBACK")
-            if self._sessions:
-                await conn.execute(WITHDRAW_SQL, (self.thread_id, self._sessions))
+            async with conn.pipeline():  # one round trip
+                if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    await conn.execute("ROLLBACK")
+                if self._sessions:
+                    await conn.execute(WITHDRAW_SQL, (self.thread_id, self._sessions))
         await self._pool.putconn(conn)
 
 

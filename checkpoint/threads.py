@@ -3,7 +3,9 @@ checkpoint.thread_info)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langgraph.checkpoint.serde.types import INTERRUPT, RESUME
 from psycopg.errors import UndefinedTable
@@ -13,6 +15,7 @@ from checkpoint.metadata import ASSISTANT_KEY, REVIEW_KEY, USER_KEY
 from nodes.errors import UnknownCheckpoint, UnknownThread
 
 __all__ = [
+    "RUN_HEAD_SQL",
     "RunHead",
     "all_thread_ids",
     "discard_checkpoints_after",
@@ -21,6 +24,7 @@ __all__ = [
     "read_run_head",
     "require_thread",
     "resolve_checkpoint",
+    "run_head_of",
     "thread_exists",
     "unknown_checkpoint",
 ]
@@ -98,7 +102,7 @@ class RunHead:
     """The head holds an interrupt not yet answered (a cheap, conservative look: confirm with the state)."""
 
 
-_RUN_HEAD_SQL = f"""
+RUN_HEAD_SQL = f"""
     WITH head AS (
         SELECT checkpoint_id FROM checkpoints
         WHERE thread_id = %(thread)s AND checkpoint_ns = ''
@@ -122,7 +126,11 @@ _RUN_HEAD_SQL = f"""
 async def read_run_head(pool: Pool, thread_id: str) -> RunHead:
     """The thread's head, the writes saved on it and its stamped user, in one statement."""
     async with pool.connection() as conn:
-        rows = await (await conn.execute(_RUN_HEAD_SQL, {"thread": thread_id})).fetchall()
+        return run_head_of(await (await conn.execute(RUN_HEAD_SQL, {"thread": thread_id})).fetchall())
+
+
+def run_head_of(rows: Sequence[Mapping[str, Any]]) -> RunHead:
+    """The RunHead in RUN_HEAD_SQL's rows (read alone, or with the thread lock: checkpoint.locks)."""
     first = rows[0]
     writes = {(row["task_id"], row["idx"]) for row in rows if row["task_id"] is not None}
     channels = {row["channel"] for row in rows if row["channel"] is not None}

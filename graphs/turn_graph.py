@@ -54,7 +54,7 @@ from nodes.extract_entities import check_review_answer
 from nodes.memory_tools import check_forget_answer
 from nodes.state import Context, State
 
-__all__ = ["PlannedRun", "TurnGraph", "TurnRules", "as_user_facing", "unfinished"]
+__all__ = ["PlannedRun", "RunLink", "TurnGraph", "TurnRules", "as_user_facing", "unfinished"]
 
 _log = logging.getLogger("convomem.turn")
 
@@ -86,6 +86,17 @@ class PlannedRun:
     head: RunHead | None
 
 
+@dataclass
+class RunLink:
+    """What an in-process caller that holds the thread's lock (graphs.turn_runner) and the graph share
+    about one run, so that neither reads the thread twice; LangGraph Server passes none."""
+
+    head: RunHead | None = None
+    """In: the thread's head as the caller read it under the lock (None: the graph reads it)."""
+    final: StateSnapshot | None = None
+    """Out: the thread's state after the run, when the graph read it (None: it did not)."""
+
+
 def unfinished(snapshot: StateSnapshot) -> bool:
     """Due work remains: nodes to run, or tasks whose saved writes still wait to be applied."""
     return bool(snapshot.next or snapshot.tasks)
@@ -113,8 +124,11 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         super().__init__(**kwargs)
         self.rules = rules
 
-    async def check_run(self, graph_input: Any, config: RunnableConfig | None, context: Any) -> PlannedRun:
+    async def check_run(
+        self, graph_input: Any, config: RunnableConfig | None, context: Any, *, head: RunHead | None = None
+    ) -> PlannedRun:
         """Every rule a run must pass before anything is written; raises a ConvomemError saying why.
+        `head`: the thread's head, when the caller read it under the thread's lock (else read here).
 
         Also resolves who the run acts for: the context's user, else the user of the thread's newest
         run, else the configured default; and its review setting: the context's, else off for a new
@@ -127,7 +141,10 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         if configurable.get("thread_id") is None:
             return PlannedRun(checked, self._resolved(asked, checked, None), None, None)
         thread_id = check_thread_id(configurable["thread_id"])
-        head = await read_run_head(rules.pool, thread_id) if rules.pool is not None else None
+        if rules.pool is None:
+            head = None
+        elif head is None:
+            head = await read_run_head(rules.pool, thread_id)
         checkpoint_id = configurable.get("checkpoint_id")
         if checkpoint_id is not None:
             await self._known_checkpoint(thread_id, checkpoint_id)
@@ -155,18 +172,20 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         config: RunnableConfig | None = None,
         *,
         context: Any = None,
+        link: RunLink | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """Check the run, stamp whom it acts for in checkpoint metadata, run it; when it fails, remove
         every checkpoint and write it made, so the thread is exactly as it was (then re-raise). Every run
         that passed the checks leaves one run record, however it ended (observed through a callback
-        handler added to the run's config: the chunks the caller reads are unchanged)."""
+        handler added to the run's config: the chunks the caller reads are unchanged). `link`: what an
+        in-process caller holding the thread's lock already read, and gets back (see RunLink)."""
         if self.rules is None:
             async for chunk in super().astream(input, config, context=context, **kwargs):
                 yield chunk
             return
         rules = self.rules
-        plan = await self.check_run(input, config, context)
+        plan = await self.check_run(input, config, context, head=link.head if link is not None else None)
         observer = RunObserver(rules.timer)
         traced = RunTrace(rules.tracer) if rules.tracer is not None else None
         started_at = rules.clock()
@@ -187,7 +206,7 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
             opened = await self._opening(input, plan)
             async for chunk in super().astream(opened, stamped, context=plan.context, **kwargs):
                 yield chunk
-            status = "interrupted" if await self._paused(plan) else "ok"
+            status = "interrupted" if await self._paused(plan, link) else "ok"
         except (asyncio.CancelledError, GeneratorExit):
             status = "cancelled"  # LangGraph Server cancelled the run, or the caller stopped reading
             raise
@@ -268,15 +287,19 @@ class TurnGraph(CompiledStateGraph[State, Context, State, State]):
         if found is None:
             raise unknown_checkpoint(thread_id, str(checkpoint_id))
 
-    async def _paused(self, plan: PlannedRun) -> bool:
-        """The run stopped at an interrupt (a review, a breakpoint) rather than at the end."""
+    async def _paused(self, plan: PlannedRun, link: RunLink | None) -> bool:
+        """The run stopped at an interrupt (a review, a breakpoint) rather than at the end (the state read
+        to tell is handed to `link`)."""
         if plan.thread_id is None:
             return False
         try:
-            return unfinished(await self.aget_state(_thread_config(plan.thread_id)))
+            snapshot = await self.aget_state(_thread_config(plan.thread_id))
         except Exception as error:  # the record says ok rather than failing a finished turn
             _log.warning("could not read thread %r after its run: %s", plan.thread_id, error)
             return False
+        if link is not None:
+            link.final = snapshot
+        return unfinished(snapshot)
 
     async def _undo(self, plan: PlannedRun) -> None:
         pool = self._rules().pool

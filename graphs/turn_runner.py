@@ -23,7 +23,7 @@ from checkpoint.persistence import Pool
 from checkpoint.threads import RunHead, discard_run, read_run_head
 from graphs.events import PendingInterrupt, ReplyDone, ReplyToken, ToolCall, ToolResult, TurnEnded, TurnEvent
 from graphs.settings import Durability
-from graphs.turn_graph import TurnGraph
+from graphs.turn_graph import RunLink, TurnGraph
 from nodes.errors import RunCancelled
 from nodes.state import Context
 
@@ -122,7 +122,8 @@ class TurnRunner:
             self.lock_pool, thread_id, on_busy=on_busy, busy_timeout=busy_timeout
         ) as writer:
             # The head before the plan: a fork's plan writes its branch, which a failed run must not keep.
-            head = await read_run_head(self.pool, thread_id)
+            # Read with the lock when the lock was free at once (one round trip for both).
+            head = writer.head or await read_run_head(self.pool, thread_id)
             try:
                 planned = await plan(writer)
                 async for event in self._run(planned, writer, head):
@@ -148,10 +149,15 @@ class TurnRunner:
         announce = run.reply_done
         writer.start_run(run_id, head.checkpoint_id)
         run_config: RunnableConfig = {**run.config, "metadata": {RUN_ID_KEY: run_id}}
+        # The graph checks the run against the same head, unless the plan moved it (a fork's branch) or
+        # the run starts from a past checkpoint: then it reads the thread itself.
+        from_head = "checkpoint_id" not in (run.config.get("configurable") or {})
+        link = RunLink(head=head if from_head else None)
         events = self.graph.astream(
             run.graph_input,
             run_config,
             context=run.context,
+            link=link,
             stream_mode=["messages", "updates", "checkpoints"],
             durability=run.durability or self.durability,
             interrupt_before=list(run.interrupt_before) or None,
@@ -168,7 +174,7 @@ class TurnRunner:
             elif announce and _is_reply_saved((mode, payload)):
                 announce = False
                 yield ReplyDone()
-        snapshot = await self.graph.aget_state(thread_config(thread_id))
+        snapshot = link.final or await self.graph.aget_state(thread_config(thread_id))
         yield TurnEnded(
             reply=_last_reply(snapshot),
             interrupts=interrupts_of(snapshot),
