@@ -32,7 +32,7 @@ from bench.processes import WorkerRun, prepare_database, run_workers
 from bench.suite import percentile, progress
 from checkpoint.embedded import start_embedded, stop_embedded
 
-__all__ = ["ScaleResult", "main", "markdown", "scale_run"]
+__all__ = ["ScaleResult", "main", "markdown", "scale_run", "verdict"]
 
 Mode = Literal["direct", "pgbouncer"]
 VARIANT = "convomem"
@@ -65,6 +65,13 @@ class ScaleResult:
     def per_s(self, amount: float) -> float:
         return amount / self.run.seconds
 
+    def cpu_per_turn(self) -> tuple[float, float]:
+        """CPU seconds a turn cost: in the workers, and in Postgres with PgBouncer."""
+        return self.run.worker_cpu / self.turns, (self.postgres_cpu + self.pgbouncer_cpu) / self.turns
+
+    def _cpu(self, seconds: float) -> str:
+        return f"{self.per_s(seconds):.2f} ({seconds / self.turns * 1000:.0f})"
+
     def row(self) -> list[str]:
         a, ms = self.activity, 1000
         return [
@@ -76,9 +83,9 @@ class ScaleResult:
             f"{percentile(self.run.latencies, 99) * ms:.0f}",
             f"{self.per_s(self.transactions):.0f}",
             f"{self.transactions / self.turns:.1f}",
-            f"{self.per_s(self.run.worker_cpu):.2f}",
-            f"{self.per_s(self.postgres_cpu):.2f}",
-            f"{self.per_s(self.pgbouncer_cpu):.2f}" if self.mode == "pgbouncer" else "-",
+            self._cpu(self.run.worker_cpu),
+            self._cpu(self.postgres_cpu),
+            self._cpu(self.pgbouncer_cpu) if self.mode == "pgbouncer" else "-",
             f"{self.per_s(self.machine_cpu):.2f}",
             f"{a.mean(a.active):.1f} / {a.mean(a.sessions):.0f} ({a.max_sessions})",
             f"{a.mean(a.lock):.2f} / {a.mean(a.lwlock):.2f} / {a.mean(a.io):.2f}",
@@ -94,9 +101,9 @@ HEADER = [
     "p99 ms",
     "Postgres tx/s",
     "tx/turn",
-    "workers CPU (cores)",
-    "Postgres CPU (cores)",
-    "PgBouncer CPU (cores)",
+    "workers CPU, cores (ms/turn)",
+    "Postgres CPU, cores (ms/turn)",
+    "PgBouncer CPU, cores (ms/turn)",
     "machine CPU (cores, all users)",
     "sessions active / open (max)",
     "waiting on Lock / LWLock / IO",
@@ -107,6 +114,23 @@ def markdown(results: Sequence[ScaleResult]) -> str:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(r.row()) + " |" for r in results]
     return "\n".join(lines)
+
+
+def verdict(results: Sequence[ScaleResult], cores: int) -> str:
+    """What the CPU a turn costs says: each side's share, and the turns/s all the cores would give."""
+    turns = sum(r.turns for r in results)
+    workers = sum(r.run.worker_cpu for r in results) / turns
+    server = sum(r.postgres_cpu + r.pgbouncer_cpu for r in results) / turns
+    busy = min(r.per_s(r.machine_cpu) for r in results) / cores
+    locks = max(r.activity.mean(r.activity.lock) for r in results)
+    return (
+        f"Over all {turns} turns a turn cost {workers * 1000:.0f} ms of worker CPU (Python) and "
+        f"{server * 1000:.0f} ms of Postgres (+ PgBouncer) CPU: the workers take "
+        f"{workers / (workers + server):.0%} of the CPU. With all {cores} cores to itself, this workload "
+        f"would top out near {cores / (workers + server):.0f} turns/s whatever the process count. "
+        f"The machine was at least {busy:.0%} busy in every configuration (other users included); at most "
+        f"{locks:.2f} sessions waited on a heavyweight lock on average."
+    )
 
 
 class Window:
@@ -204,11 +228,14 @@ def run(modes: Sequence[Mode], processes: Sequence[int], threads: int, turns: in
             "",
             table,
             "",
+            verdict(results, os.cpu_count() or 1),
+            "",
         ]
     )
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale_out.md").write_text(text)
     print(table, flush=True)
+    print(verdict(results, os.cpu_count() or 1), flush=True)
     progress(f"report: {out / 'scale_out.md'}")
     return text
 

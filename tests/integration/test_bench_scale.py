@@ -9,7 +9,7 @@ import psycopg
 
 from bench.cpu import postgres_cpu, postmaster_pid
 from bench.processes import prepare_database, run_workers
-from bench.scale_out import markdown, scale_run
+from bench.scale_out import markdown, scale_run, verdict
 
 
 def test_n_worker_processes_each_drive_their_conversations(
@@ -45,3 +45,4 @@ def test_a_scale_run_counts_transactions_and_postgres_cpu(postgres_root: tuple[P
     assert result.pgbouncer_cpu == 0
     table = markdown([result]).splitlines()
     assert len(table) == 3 and table[2].startswith("| direct | 1 | 2 x 1 |")
+    assert "turns/s whatever the process count" in verdict([result], cores=2)
