@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -39,10 +40,10 @@ def process_cpu(pid: int, *, reaped_children: bool = False) -> float:
 
 def postmaster_pid(url: str) -> int:
     """The pid of the Postgres server (the parent of a session's backend) of `url`, on this machine."""
-    with psycopg.connect(url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:  # read while the backend lives
         row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    assert row is not None
-    return int(_stat(int(row[0]))[1])
+        assert row is not None
+        return int(_stat(int(row[0]))[1])
 
 
 def postgres_cpu(postmaster: int) -> float:
@@ -78,9 +79,15 @@ class Activity:
     lock: int = 0
     lwlock: int = 0
     io: int = 0
+    events: Counter[str] = field(default_factory=Counter)
+    """Running sessions per wait event (type:name), summed over the samples."""
 
     def mean(self, total: int) -> float:
         return total / self.samples if self.samples else 0.0
+
+    def top_waits(self, n: int = 3) -> str:
+        """The `n` commonest wait events of running sessions, with the mean sessions in each."""
+        return ", ".join(f"{event} {self.mean(count):.2f}" for event, count in self.events.most_common(n))
 
 
 class ActivitySampler:
@@ -94,6 +101,10 @@ class ActivitySampler:
         "count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'LWLock') AS lwlock, "
         "count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'IO') AS io "
         "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+    )
+    EVENTS = (
+        "SELECT wait_event_type || ':' || wait_event, count(*) FROM pg_stat_activity "
+        "WHERE datname = %s AND state = 'active' AND wait_event IS NOT NULL GROUP BY 1"
     )
 
     def __init__(self, root_url: str, dbname: str):
@@ -125,3 +136,5 @@ class ActivitySampler:
                 a.lock += lock
                 a.lwlock += lwlock
                 a.io += io
+                for event, count in conn.execute(self.EVENTS, (self.dbname,)).fetchall():
+                    a.events[str(event)] += int(count)

@@ -228,6 +228,10 @@ def run(modes: Sequence[Mode], processes: Sequence[int], threads: int, turns: in
             "",
             table,
             "",
+            "Commonest wait events of running sessions (mean sessions in each):",
+            "",
+            *(f"- {r.mode}, {r.processes} process(es): {r.activity.top_waits()}" for r in results),
+            "",
             verdict(results, os.cpu_count() or 1),
             "",
         ]
