@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: demo chat server test test-local lint pgbouncer postgres chromium bench bench-quick eval-memory clean
+.PHONY: demo chat server test test-local lint pgbouncer postgres chromium bench bench-quick bench-scale eval-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +77,11 @@ bench: $(VENV)/.bench-installed
 
 bench-quick: $(VENV)/.bench-installed
 	$(BIN)/python -m bench --quick
+
+# Scale-out (not in `bench`/`bench-quick` nor CI): convomem in 1, 2 and 4 processes on one Postgres, directly
+# and through PgBouncer in transaction mode, with the CPU each side uses (~5 min): bench/results/scale_out.md.
+bench-scale: $(VENV)/.bench-installed pgbouncer
+	$(BIN)/python -m bench.scale_out
 
 # Memory quality on the real local model (bench/memory_eval): counts per option, bench/results/memory_eval.md.
 # EVAL_ARGS passes options, e.g. EVAL_ARGS='--option default --cases tour --runs 10'.

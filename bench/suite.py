@@ -20,6 +20,7 @@ import psycopg
 
 from bench.db import Storage, committed_transactions, create_database, database_in, thread_storage
 from bench.drivers import Driver, Variant, open_driver
+from bench.processes import prepare_database, run_workers
 from bench.workload import user_message
 
 __all__ = [
@@ -220,61 +221,18 @@ async def _one_process(
     return ConcurrencyResult(variant, threads, 1, threads * turns, seconds, latencies)
 
 
-def _processes(variant: Variant, url: str, data_dir: Path, threads: int, turns: int) -> ConcurrencyResult:
-    """Two worker processes (bench.worker), each with half the threads, released together once both
-    have opened their connections, so start-up is not counted."""
-    command = [
-        sys.executable,
-        "-m",
-        "bench.worker",
-        variant,
-        url,
-        str(data_dir),
-        str(threads // 2),
-        str(turns),
-    ]
-    workers = [
-        subprocess.Popen(
-            [*command, f"p{n}"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-        )
-        for n in (1, 2)
-    ]
-    try:
-        for worker in workers:
-            assert worker.stdout is not None
-            if worker.stdout.readline().strip() != "ready":
-                raise RuntimeError(f"a {variant} worker failed to start (exit {worker.wait()})")
-        started = time.perf_counter()
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
-        latencies: list[float] = []
-        for worker in workers:
-            out, _ = worker.communicate()
-            if worker.returncode != 0:
-                raise RuntimeError(f"a {variant} worker failed (exit {worker.returncode})")
-            latencies.extend(json.loads(out.strip().splitlines()[-1]))
-        seconds = time.perf_counter() - started
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    return ConcurrencyResult(variant, threads, 2, len(latencies), seconds, latencies)
-
-
 async def concurrency(
     variant: Variant, root_url: str, data_dir: Path, threads: int, turns: int, processes: int
 ) -> ConcurrencyResult:
+    """`threads` conversations of `turns` turns, in one process or split evenly over `processes`."""
     url = create_database(root_url, f"bench_conc_{variant.replace('-', '_')}_{threads}_{processes}")
     if processes == 1:
         return await _one_process(variant, url, data_dir, threads, turns)
-    # Set the database up first: two processes running the first setup at once collide in upstream's
-    # migrations (duplicate key in checkpoint_migrations).
-    async with open_driver(variant, url, data_dir):
-        pass
-    return await asyncio.to_thread(_processes, variant, url, data_dir, threads, turns)
+    await prepare_database(variant, url, data_dir)
+    run = await asyncio.to_thread(
+        run_workers, variant, url, data_dir, processes=processes, threads=threads // processes, turns=turns
+    )
+    return ConcurrencyResult(variant, threads, processes, len(run.latencies), run.seconds, run.latencies)
 
 
 # ------------------------------------------------------------------------------- 5: cold resume

@@ -4,12 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import pwd
-import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +13,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
+from bench.pgbouncer import pgbouncer
 from checkpoint.embedded import start_embedded, stop_embedded
 from checkpoint.pool import open_pool
 from graphs.api import open_convomem
@@ -84,49 +79,11 @@ async def test_pool_recovers_after_a_postgres_restart(
         assert len((await cm.state("t")).values["messages"]) == 4
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def pgbouncer_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     """PgBouncer in transaction pooling mode in front of the test database (Debian's pgbouncer)."""
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-    if not Path(binary).exists():
-        pytest.fail("pgbouncer is not installed: `apt-get install pgbouncer` (.ci/run does it)")
-    target = conninfo_to_dict(database_url)
-    port = _free_port()
-    workdir = tmp_path / "pgbouncer"
-    workdir.mkdir()
-    (workdir / "pgbouncer.ini").write_text(
-        f"[databases]\n{target['dbname']} = host={target['host']} dbname={target['dbname']} user=postgres\n"
-        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-        "auth_type = trust\nauth_file = " + str(workdir / "users.txt") + "\n"
-        "pool_mode = transaction\nmax_client_conn = 100\ndefault_pool_size = 5\n"
-        "ignore_startup_parameters = extra_float_digits,options\n"
-    )
-    (workdir / "users.txt").write_text('"postgres" ""\n')
-    run_as = "pgserver" if os.geteuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
-    shutil.chown(workdir, user=run_as)
-    for child in workdir.iterdir():
-        shutil.chown(child, user=run_as)
-    command = [binary, str(workdir / "pgbouncer.ini")]
-    if os.geteuid() == 0:
-        command[1:1] = ["-u", run_as]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/{target['dbname']}"
-    finally:
-        process.terminate()
-        process.wait(10)
+    with pgbouncer(database_url, tmp_path / "pgbouncer") as bouncer:
+        yield bouncer.url(str(conninfo_to_dict(database_url)["dbname"]))
 
 
 async def test_works_behind_pgbouncer_in_transaction_mode(
