@@ -97,6 +97,12 @@ ends a session (pg_terminate_backend, an idle reaper, a restart, a failover) clo
 makes it readable: such a connection is checked, fails the check and is replaced, as before. A connection
 idle longer than this is always checked (a silent network drop leaves no trace on the socket)."""
 
+RECONNECT_SECONDS = 5.0
+"""How long psycopg_pool keeps retrying one lost connection (1 s, then 2 s apart) before giving the slot
+up. Its default, 300 s of doubling delays, left a pool waiting up to half a minute for its next attempt
+after a long outage, while the server was already back; a free slot is refilled at once by the next
+request."""
+
 _last_used: weakref.WeakKeyDictionary[AsyncConnection[object], float] = weakref.WeakKeyDictionary()
 
 
@@ -139,6 +145,7 @@ async def open_pool(url: str, *, max_size: int = 10, timeout: float = 30.0) -> A
         max_size=max_size,
         max_idle=300.0,
         timeout=timeout,
+        reconnect_timeout=RECONNECT_SECONDS,
         open=False,
         check=check_unless_fresh,
         configure=_mark_used,
