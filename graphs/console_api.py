@@ -320,7 +320,13 @@ async def ops(request: Request, cm: Convomem, user: ConsoleUser) -> Any:
     return {"report": report, "series": series}
 
 
+async def health(request: Request, cm: Convomem, user: ConsoleUser) -> Any:
+    report = await cm.health()
+    return {"status": report.status, "checks": report.checks}
+
+
 _GET: dict[str, Handler] = {
+    "/health": health,
     "/me": me,
     "/threads": threads,
     "/threads/{thread_id}": thread,

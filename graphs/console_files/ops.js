@@ -53,8 +53,17 @@ function chart(title, since, until, lines) {
   return box;
 }
 
+async function showHealth() {
+  const health = await getJson("/health");
+  const box = $("health");
+  box.dataset.status = health.status;
+  box.replaceChildren(el("strong", {}, `health: ${health.status}`),
+    ...health.checks.map((c) => ` · ${c.name} ${c.status}: ${c.detail}`));
+}
+
 export async function showOps() {
   const window = $("ops-window").value;
+  await showHealth();
   const { report, series } = await getJson(withUser(`/ops?window=${window}&buckets=48`));
   const until = Date.now();
   const since = new Date(series.since).getTime();

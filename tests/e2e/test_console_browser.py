@@ -211,6 +211,8 @@ def test_operations_archive_export_and_delete(served: Served, tmp_path: Path) ->
         ]
         expect(page.locator('#ops-summary [data-number="turns"] dd')).to_have_text(str(runs))
         expect(page.locator('#charts [data-chart="turn time (s)"] polyline')).to_have_count(2)
+        expect(page.locator("#health")).to_have_attribute("data-status", "healthy")
+        expect(page.locator("#health")).to_contain_text("database healthy")
         shot(page, "operations")
 
         page.click('#tabs button[data-tab="threads"]')

@@ -186,6 +186,9 @@ async def test_ops_series_and_report(console: httpx.AsyncClient, seeded: dict[st
     mine = (await console.get("/console/api/ops", params={"window": "1h", "user": "u2"})).json()
     assert mine["report"]["turns"] == 1
     assert (await console.get("/console/api/ops", params={"window": "0m"})).status_code == 422
+    health = (await console.get("/console/api/health")).json()
+    assert health["status"] == "healthy"
+    assert {c["name"] for c in health["checks"]} >= {"database", "migrations", "model"}
 
 
 async def test_cross_site_changes_are_refused_and_nothing_changes(
